@@ -1,0 +1,61 @@
+package cards
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+var (
+	regMu   sync.RWMutex
+	drivers []Driver
+)
+
+// Register adds a driver; drivers call it from init. Registration order breaks ties.
+func Register(d Driver) {
+	regMu.Lock()
+	defer regMu.Unlock()
+	for _, o := range drivers {
+		if o.Name() == d.Name() {
+			panic("cards: driver registered twice: " + d.Name())
+		}
+	}
+	drivers = append(drivers, d)
+}
+
+// Drivers lists the registered drivers in registration order.
+func Drivers() []Driver {
+	regMu.RLock()
+	defer regMu.RUnlock()
+	return append([]Driver(nil), drivers...)
+}
+
+// Bind finds the driver for the card: drivers whose MatchATR says yes are tried first,
+// then those that say maybe; the first Open that succeeds wins. A card no driver takes
+// gives an error wrapping ErrNotRecognized. An error other than ErrNotRecognized from a
+// driver (the card left, the reader failed) stops the search.
+func Bind(ctx context.Context, c Conn, atr []byte) (Token, error) {
+	type cand struct {
+		d Driver
+		m Match
+	}
+	var cs []cand
+	for _, d := range Drivers() {
+		if m := d.MatchATR(atr); m != MatchNo {
+			cs = append(cs, cand{d, m})
+		}
+	}
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].m > cs[j].m })
+	for _, c2 := range cs {
+		t, err := c2.d.Open(ctx, c, atr)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, ErrNotRecognized) {
+			return nil, fmt.Errorf("cards: %s: %w", c2.d.Name(), err)
+		}
+	}
+	return nil, fmt.Errorf("%w (ATR %X)", ErrNotRecognized, atr)
+}
