@@ -207,6 +207,12 @@ type Object struct {
 	Modifiable, Destroyable bool
 }
 
+// Filter narrows Objects; zero fields match anything.
+type Filter struct {
+	ID   []byte // CKA_ID
+	Kind Kind
+}
+
 // SignScheme says what Sign's input is and what the card does with it.
 type SignScheme int
 
@@ -268,9 +274,10 @@ type KeySlot struct {
 // operation. Objects are read once per insertion and cached.
 type Token interface {
 	Info() TokenInfo
-	// Objects lists every object, private ones included (flagged Private). The first call
-	// reads the card; later calls answer from memory until the card changes.
-	Objects(ctx context.Context) ([]Object, error)
+	// Objects lists the objects matching f, private ones included (flagged Private). The
+	// driver reads only what f needs (a key location, a kind) and keeps what it read in
+	// memory until the card changes: the zero Filter reads everything once.
+	Objects(ctx context.Context, f Filter) ([]Object, error)
 	// KeySlots lists where keys can be generated or imported.
 	KeySlots() []KeySlot
 
