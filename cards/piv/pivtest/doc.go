@@ -1,0 +1,41 @@
+// Package pivtest is a virtual PIV card modelled on the PIV applet of a YubiKey 5
+// (firmware 5.7 by default). It implements vcard.Card and apdu.Transmitter, so the same
+// card backs in-process driver tests and, served to pcscd through vpcd by the hwtest rig,
+// tests of software we did not write (yubico-piv-tool, OpenSC, ykcs11).
+//
+// Implemented (NIST SP 800-73-4 part 2 §3 unless noted):
+//   - SELECT of the PIV AID, full or truncated (§3.1.1), answering the application property
+//     template a YubiKey gives; other AIDs are 6A82.
+//   - GET DATA / PUT DATA (§3.1.2, §3.3.2) for every PIV container, the discovery object
+//     and Yubico's admin (5FFF00) and attestation certificate (5FFF01) objects, with the
+//     access rules of part 1 table 3 (fingerprints, facial image, printed information and
+//     iris read only after the PIN; every write after the management key).
+//   - VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER (§3.2.1–3.2.3) with retry
+//     counters, blocking and the YubiKey's 8-byte, FF-padded PIN/PUK format.
+//   - GENERAL AUTHENTICATE (§3.2.4): management key authentication (witness/challenge
+//     and challenge/response) with 3DES or AES, and private key operations: raw RSA
+//     1024–4096, ECDSA P-256/P-384 over a hash, ECDH (tag 85), Ed25519 and X25519.
+//   - GENERATE ASYMMETRIC KEY PAIR (§3.3.2) with Yubico's PIN (AA) and touch (AB) policies.
+//   - Yubico extensions (developers.yubico.com/PIV/Introduction/Yubico_extensions.html):
+//     GET VERSION FD, GET SERIAL F8, GET METADATA F7, SET MANAGEMENT KEY FF, IMPORT KEY FE,
+//     ATTEST F9, SET PIN RETRIES FA, RESET FB, MOVE/DELETE KEY F6 (5.7).
+//   - Short APDUs with command chaining (CLA 10) and 61xx response chaining (GET RESPONSE
+//     C0), and extended-length APDUs (ISO/IEC 7816-4 §5.1, §5.3.4).
+//
+// PIN policies follow the YubiKey: 9A once, 9C always (a VERIFY must come before each
+// use), 9D once, 9E never, retired slots once, unless set at generation or import. Touch
+// policies are recorded and reported but never wait for a touch.
+//
+// Persistent state (keys, PINs, counters, objects, management key) lives in memory and,
+// when Options.StatePath is set, in a JSON file rewritten after every change, so a card
+// survives removal, reinsertion and process restarts. Reset drops the volatile state
+// (selection, PIN and management key authentication, chaining buffers).
+//
+// Test helpers (GenerateInSlot, ImportInSlot, PutObject, …) set up a card without APDUs.
+//
+// Concurrency: a Card is safe for concurrent use; commands are serialised by a mutex.
+//
+// Limits: no secure messaging, no biometrics (match-on-card policies are refused), no
+// touch, no PIN complexity policy, no compressed-certificate awareness (objects are bytes).
+// The attestation key is a software key generated at creation (not Yubico's CA chain).
+package pivtest
