@@ -1,6 +1,7 @@
 package apdu
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -180,3 +181,84 @@ func AppendTLV(dst []byte, t Tag, value ...[]byte) []byte {
 
 // TLVBytes is AppendTLV into a new slice.
 func TLVBytes(t Tag, value ...[]byte) []byte { return AppendTLV(nil, t, value...) }
+
+// Constructed reports whether the object's tag marks it constructed (its value is a
+// sequence of data objects).
+func (t TLV) Constructed() bool { return t.Tag.Constructed() }
+
+// ErrPrimitive is returned by Children for a primitive data object.
+var ErrPrimitive = errors.New("apdu: primitive data object has no children")
+
+// Children decodes the value of a constructed object as a sequence of data objects.
+func (t TLV) Children() ([]TLV, error) {
+	if !t.Constructed() {
+		return nil, fmt.Errorf("%w (tag %s)", ErrPrimitive, t.Tag)
+	}
+	return ParseAll(t.Value)
+}
+
+// Bytes encodes the object with its length in the shortest form.
+func (t TLV) Bytes() []byte { return AppendTLV(nil, t.Tag, t.Value) }
+
+// MaxDepth bounds Walk's descent into nested constructed objects.
+const MaxDepth = 16
+
+// Walk calls fn for every object in b, depth first, descending into constructed objects.
+// depth is 0 for the objects of b itself. fn returning false skips the children of that
+// object. Nesting deeper than MaxDepth is an error, so hostile input cannot exhaust the stack.
+func Walk(b []byte, fn func(depth int, t TLV) bool) error { return walk(b, 0, fn) }
+
+func walk(b []byte, depth int, fn func(int, TLV) bool) error {
+	if depth > MaxDepth {
+		return fmt.Errorf("%w: data objects nested deeper than %d", ErrMalformed, MaxDepth)
+	}
+	all, err := ParseAll(b)
+	if err != nil {
+		return err
+	}
+	for _, t := range all {
+		if fn(depth, t) && t.Constructed() {
+			if err := walk(t.Value, depth+1, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ParseSimpleTLV decodes one SIMPLE-TLV data object (ISO/IEC 7816-4 §5.2: one tag byte 01–FE,
+// a length of one byte 00–FE or FF followed by two bytes) and returns the rest.
+func ParseSimpleTLV(b []byte) (tag byte, value, rest []byte, err error) {
+	if len(b) < 2 {
+		return 0, nil, nil, fmt.Errorf("%w: SIMPLE-TLV of %d bytes", ErrMalformed, len(b))
+	}
+	tag = b[0]
+	if tag == 0x00 || tag == 0xFF {
+		return 0, nil, nil, fmt.Errorf("%w: SIMPLE-TLV tag %02X", ErrMalformed, tag)
+	}
+	l, i := int(b[1]), 2
+	if l == 0xFF {
+		if len(b) < 4 {
+			return 0, nil, nil, fmt.Errorf("%w: SIMPLE-TLV tag %02X: truncated length", ErrMalformed, tag)
+		}
+		l, i = int(b[2])<<8|int(b[3]), 4
+	}
+	if l > len(b)-i {
+		return 0, nil, nil, fmt.Errorf("%w: SIMPLE-TLV tag %02X declares %d bytes, %d present", ErrMalformed, tag, l, len(b)-i)
+	}
+	return tag, b[i : i+l : i+l], b[i+l:], nil
+}
+
+// AppendSimpleTLV appends a SIMPLE-TLV data object. The tag must be 01–FE and the value at
+// most 65535 bytes.
+func AppendSimpleTLV(dst []byte, tag byte, value []byte) ([]byte, error) {
+	if tag == 0x00 || tag == 0xFF || len(value) > 0xFFFF {
+		return dst, fmt.Errorf("apdu: SIMPLE-TLV tag %02X with %d bytes cannot be encoded", tag, len(value))
+	}
+	if len(value) < 0xFF {
+		dst = append(dst, tag, byte(len(value)))
+	} else {
+		dst = append(dst, tag, 0xFF, byte(len(value)>>8), byte(len(value)))
+	}
+	return append(dst, value...), nil
+}
