@@ -77,12 +77,12 @@ func TestCommandBytesRange(t *testing.T) {
 func TestParseCommandMalformed(t *testing.T) {
 	for _, s := range []string{
 		"", "00", "00A404",
-		"00A40400 05 A0",           // Lc larger than the body
-		"00A40400 02 A0 00 00 00",  // two bytes too many
-		"00A40400 00 01",           // extended length field cut
-		"00A40400 00 0000 A0",      // extended Lc of zero with data
-		"00A40400 00 0002 A0",      // extended Lc larger than the body
-		"00A40400 00 0001 A0 01",   // extended Le of one byte
+		"00A40400 05 A0",              // Lc larger than the body
+		"00A40400 02 A0 00 00 00",     // two bytes too many
+		"00A40400 00 01",              // extended length field cut
+		"00A40400 00 0000 A0",         // extended Lc of zero with data
+		"00A40400 00 0002 A0",         // extended Lc larger than the body
+		"00A40400 00 0001 A0 01",      // extended Le of one byte
 		"00A40400 00 0001 A0 0100 00", // extra byte
 	} {
 		if c, err := ParseCommand(hx(s)); !errors.Is(err, ErrMalformed) {
