@@ -120,4 +120,3 @@ func adminCard(t *testing.T, opt Options) *Card {
 	wantSW(t, mgmtAuthenticate(t, c, c.st.MgmtAlg, DefaultMgmtKey), 0x9000)
 	return c
 }
-

@@ -2,7 +2,6 @@ package pivtest
 
 import (
 	"crypto"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -109,7 +108,7 @@ func (c *Card) selfSigned(k *slotKey, subject string) ([]byte, error) {
 	}
 	signer, ok := k.key.(crypto.Signer)
 	parent := tmpl
-	if !ok { // X25519: signed by the attestation key
+	if !ok { // X25519 cannot sign: the attestation key issues its certificate
 		ak := c.st.Keys[SlotAttestation]
 		if ak == nil {
 			return nil, errors.New("pivtest: no attestation key to sign an X25519 certificate")
@@ -117,7 +116,7 @@ func (c *Card) selfSigned(k *slotKey, subject string) ([]byte, error) {
 		signer = ak.key.(crypto.Signer)
 		parent = &x509.Certificate{Subject: pkix.Name{CommonName: "pivtest PIV Attestation"}, SerialNumber: randSerial()}
 	}
-	return x509.CreateCertificate(rand.Reader, tmpl, parent, publicOf(k.key), signer)
+	return createCertificate(tmpl, parent, publicOf(k.key), signer)
 }
 
 // PublicKey returns the public key in slot, or nil when the slot is empty.

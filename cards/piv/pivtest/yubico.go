@@ -288,7 +288,7 @@ func (c *Card) attestation(slot byte, k *slotKey) ([]byte, error) {
 		},
 	}
 	pub := publicOf(k.key)
-	return x509.CreateCertificate(rand.Reader, tmpl, issuer, pub, signer)
+	return createCertificate(tmpl, issuer, pub, signer)
 }
 
 // doReset is Yubico's RESET (FB): allowed only when PIN and PUK are both blocked; wipes
