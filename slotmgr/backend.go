@@ -1,0 +1,81 @@
+package slotmgr
+
+import (
+	"context"
+	"errors"
+
+	"github.com/p11-card/p11-card/cards"
+)
+
+// Backend is what the slot manager needs of PC/SC: a way to open contexts. NewPCSC returns
+// the pcsc-lite one; slotmgrtest.Backend is an in-process fake for tests.
+type Backend interface {
+	// Establish opens a resource-manager context. It fails (quickly) when the service is
+	// down; the manager retries later.
+	Establish(ctx context.Context) (Context, error)
+}
+
+// Context is one resource-manager context. The manager keeps one for watching (blocked in
+// Wait most of the time) and opens one per connected card, so a long card operation never
+// delays event handling and a Wait never delays card I/O. A Context is used by one
+// goroutine at a time, except Close, which may be called from any goroutine.
+type Context interface {
+	// Readers lists the reader names; none is an empty slice and a nil error.
+	Readers(ctx context.Context) ([]string, error)
+	// Status reads the current state of the named readers, in order.
+	Status(ctx context.Context, readers []string) ([]ReaderState, error)
+	// Wait blocks until a reader is added or removed, or the state of one of known differs
+	// from what known says (the event counter included, so a card swapped between two
+	// waits is seen), or ctx ends (then it returns ctx.Err()). The manager only uses the
+	// return as a hint and reads Readers and Status afresh.
+	Wait(ctx context.Context, known []ReaderState) ([]ReaderState, error)
+	// Connect opens a shared connection to the card in reader.
+	Connect(ctx context.Context, reader string) (Card, error)
+	// Close releases the context; cards connected through it stop working.
+	Close() error
+}
+
+// Card is a connected card.
+type Card interface {
+	cards.Conn
+	// ATR is the answer to reset read at connect time.
+	ATR() []byte
+	// Close leaves the card as it is (SCARD_LEAVE_CARD) and releases the handle.
+	Close() error
+}
+
+// Controller is implemented by a Card whose reader accepts control commands
+// (SCardControl); the manager uses it for the PC/SC part 10 feature request only.
+type Controller interface {
+	Control(ctx context.Context, code uint32, in []byte) ([]byte, error)
+}
+
+// ReaderState is one reader's state as the backend reports it (SCARD_READERSTATE).
+type ReaderState struct {
+	Name        string
+	Present     bool // a card is in the reader
+	Empty       bool // no card
+	Exclusive   bool // another application holds the card exclusively
+	InUse       bool // some application is connected
+	Mute        bool // a card is there but did not answer reset
+	Unavailable bool // the reader cannot be used right now
+	ATR         []byte
+	// EventCount is pcsc-lite's per-reader card event counter (upper 16 bits of
+	// dwEventState): it moves on every insertion and removal, so a swap between two reads
+	// shows even when both cards have the same ATR.
+	EventCount int
+	// Raw is the backend's own state word, passed back to Wait as the known state.
+	Raw uint32
+}
+
+var (
+	// ErrClosed is returned by a manager's methods after Close.
+	ErrClosed = errors.New("slotmgr: manager closed")
+	// ErrTokenRemoved is returned by a slot's Conn once its card has left the reader or
+	// was swapped: the Conn of an old generation never reaches a new card.
+	ErrTokenRemoved = errors.New("slotmgr: token removed")
+	// ErrCardMute is a slot's Err when the card in the reader does not answer reset.
+	ErrCardMute = errors.New("slotmgr: card does not answer")
+	// ErrReaderUnavailable is a slot's Err when the reader reports itself unavailable.
+	ErrReaderUnavailable = errors.New("slotmgr: reader unavailable")
+)

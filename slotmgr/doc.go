@@ -1,0 +1,71 @@
+// Package slotmgr keeps the PKCS#11 slot table: one slot per PC/SC reader, the card in
+// it, the driver bound to that card, and a generation number that changes on every
+// insertion or swap. It is the only part of p11-card with long-lived goroutines.
+//
+// # Model
+//
+// A slot is keyed by reader name. IDs start at 1 and are handed out in the order readers
+// are first seen; an ID stays with its reader name while the Manager lives, so a reader
+// unplugged and plugged back (or one that returns after a pcscd restart) gets its slot
+// back, and an ID never names another reader. Slots hides readers that are gone (so
+// C_GetSlotList lists only readers that exist, and nothing while pcscd is down); Slot
+// still answers for them ("reader gone, no token"), because PKCS#11 says every slot
+// C_GetSlotList ever reported can be queried with C_GetSlotInfo.
+//
+// A card in a reader gets a generation (Gen), unique across all slots: a new one for every
+// insertion and every swap, including a swap between two reads of the reader state (seen
+// through pcsc-lite's per-reader event counter), and for every card after the PC/SC
+// service is lost, since all handles die with it. Present means a driver is bound; a card
+// no driver takes, a mute card or a failed bind leaves a slot without token, with Err set.
+// When a generation ends its Removed channel is closed and its Conn answers
+// ErrTokenRemoved from then on: the engine drops the sessions of that generation
+// (pkcs11-usage.md §3.4) and an old session's Conn can never reach a new card.
+//
+// # Events and I/O
+//
+// One watcher goroutine owns a dedicated context and sits in Context.Wait (pcsc-lite's
+// SCardGetStatusChange with the PnP notification reader). When it wakes it reads the reader
+// list and states afresh and applies the difference. Each card is bound in a goroutine of
+// its own, over a context of its own (pcsc-lite serialises calls per context, so a Wait
+// must not share one with card I/O): connect, cards.Bind (one driver Open, usually 1–3
+// APDUs), and once per reader attachment the PC/SC part 10 feature request (a reader
+// control call, no APDU) for PIN-pad detection. Nothing else talks to the card.
+//
+// Rescan (C_GetSlotList) wakes the watcher, waits for a fresh read and for the binds it
+// started, so the table answers for the moment of the call; Start does the same before
+// returning. With pcscd down, Start and Rescan return nil with an empty table; the watcher
+// tries the service again every Options.RetryInterval and on each Rescan.
+//
+// Failed binds: an unrecognised card, a malformed answer or a driver panic is final for
+// that insertion; other errors (sharing violation, transmission error) are retried on
+// Rescan or when the reader's state changes, at most Options.MaxBindAttempts times.
+//
+// # Change notification
+//
+// Every change of the table advances a counter (≥ 1). Changes returns a channel closed at
+// the next change; WaitChange blocks until the counter passes a given value (0: the
+// current one), or ctx ends, or Close runs (ErrClosed) — which is how C_Finalize wakes a
+// thread in C_WaitForSlotEvent. SlotInfo.Changed tells which slots a change touched.
+//
+// # Concurrency
+//
+// All methods are safe for concurrent use and return snapshots. No lock is held during a
+// backend call. Goroutines start in Start and end in Close (cancel, then WaitGroup); each
+// recovers its own panics (a panicking driver leaves its slot without token, a panicking
+// backend counts as a lost service). Tokens are not safe for concurrent use: the engine
+// serialises I/O per slot.
+//
+// # Backends
+//
+// Backend is the PC/SC seam: NewPCSC is pcsc-lite through package pcsc, and package
+// slotmgrtest is a fake whose readers, cards and service are driven by method calls and
+// whose waits wake over channels, for unit tests here and in the engine.
+//
+// # Limits
+//
+// A card reset by another application keeps its generation when the event counter does
+// not move (the driver learns of it through Conn.Lock's reset flag). A backend without an
+// event counter would miss a swap between reads with no empty state in between. PIN-pad
+// detection uses pcsc-lite's control code for CM_IOCTL_GET_FEATURE_REQUEST; reading the
+// PIN on the pad is the engine's and driver's business, with SlotInfo.PINVerify.
+package slotmgr

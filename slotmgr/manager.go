@@ -1,0 +1,429 @@
+package slotmgr
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/p11-card/p11-card/cards"
+)
+
+// Options tune a Manager; the zero value is the production setting.
+type Options struct {
+	// Bind binds a driver to a connected card; nil means cards.Bind over the registered
+	// drivers. Tests put their own here.
+	Bind func(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, error)
+	// RetryInterval is how long the manager waits before trying the PC/SC service again
+	// after it failed (pcscd down, a context that keeps failing). Rescan tries at once.
+	// Default 1s.
+	RetryInterval time.Duration
+	// Poll, when positive, makes the watcher read the reader states at least that often
+	// even when Wait reports nothing: a fallback for a backend whose waits can miss an
+	// event. Zero (the default) is purely event-driven.
+	Poll time.Duration
+	// BindTimeout bounds one bind (context, connect, driver Open). Default 30s.
+	BindTimeout time.Duration
+	// MaxBindAttempts bounds the binds of one insertion that fail with an error other
+	// than "not recognized" (a sharing violation, a transmission error): each is retried
+	// when the reader's state changes or on Rescan. Default 3.
+	MaxBindAttempts int
+	// NoPINPad skips the PC/SC part 10 feature request (PIN-pad detection).
+	NoPINPad bool
+	// Logf receives diagnostics: reader names, events, errors; never card data. nil
+	// means the "slot" trace category.
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) defaults() {
+	if o.Bind == nil {
+		o.Bind = cards.Bind
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = time.Second
+	}
+	if o.BindTimeout <= 0 {
+		o.BindTimeout = 30 * time.Second
+	}
+	if o.MaxBindAttempts <= 0 {
+		o.MaxBindAttempts = 3
+	}
+	if o.Logf == nil {
+		o.Logf = tracef
+	}
+}
+
+// SlotInfo is a snapshot of one slot. The Token and Conn it carries belong to generation
+// Gen: once the card leaves or is swapped, Conn answers ErrTokenRemoved and Removed is
+// closed.
+type SlotInfo struct {
+	// ID is ≥ 1 and stays with its reader name while the manager lives: a reader that
+	// leaves and comes back gets its ID back, and an ID never names another reader.
+	ID     uint64
+	Reader string
+	// Present is true when a driver is bound to the card in the reader (a token).
+	Present bool
+	// Gen is the card generation: a new value (unique across all slots) for every card
+	// insertion or swap, 0 when the reader is empty. A card present but unbound has one
+	// too, so a later successful bind keeps it.
+	Gen   uint64
+	ATR   []byte
+	Token cards.Token
+	Conn  cards.Conn
+	// PINPad is true when the reader announces PIN verification on its own keypad (PC/SC
+	// part 10 FEATURE_VERIFY_PIN_DIRECT or _START). PINVerify and PINModify are the
+	// control codes of FEATURE_VERIFY_PIN_DIRECT and FEATURE_MODIFY_PIN_DIRECT (0: none).
+	PINPad               bool
+	PINVerify, PINModify uint32
+	// Err is why a card in the reader has no token: an error wrapping
+	// cards.ErrNotRecognized for an unknown card, ErrCardMute, a bind or connect error.
+	Err error
+
+	// CardPresent is true when a card is in the reader, bound or not.
+	CardPresent bool
+	// Binding is true while a driver is being bound to the card.
+	Binding bool
+	// ReaderGone is true when the reader has left (only Slot reports such slots).
+	ReaderGone bool
+	// Changed is the change counter (see WaitChange) of the slot's last change.
+	Changed uint64
+	// Removed is closed when generation Gen ends (card removed or swapped, reader gone,
+	// service lost, manager closed); nil when Gen is 0.
+	Removed <-chan struct{}
+}
+
+// Manager keeps the slot table. Its methods are safe for concurrent use.
+type Manager struct {
+	b   Backend
+	opt Options
+
+	mu      sync.Mutex
+	byName  map[string]*slot
+	order   []*slot // by ID
+	gen     uint64  // last generation handed out
+	counter uint64  // change counter, ≥ 1
+	changes chan struct{}
+	started bool
+	closed  bool
+	svcErr  error // last service error; nil while a watch context works
+	reqs    []chan struct{}
+	stopW   context.CancelFunc // cancels the watcher's current Wait
+	kick    chan struct{}
+
+	life context.Context
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+type slot struct {
+	id       uint64
+	reader   string
+	attached bool
+	state    ReaderState
+	inst     *instance
+	changed  uint64
+	features *features // nil until read for this attachment
+}
+
+// instance is one card insertion in one reader.
+type instance struct {
+	gen      uint64
+	events   int
+	atr      []byte
+	ctx      context.Context
+	cancel   context.CancelFunc
+	removed  chan struct{}
+	gone     bool
+	binding  bool
+	done     chan struct{} // closed when the current bind attempt ends
+	attempts int
+	err      error
+	pc       Context
+	conn     *conn
+	token    cards.Token
+}
+
+// New returns a manager over b; Start begins watching.
+func New(b Backend, opts Options) *Manager {
+	opts.defaults()
+	return &Manager{
+		b:       b,
+		opt:     opts,
+		byName:  map[string]*slot{},
+		counter: 1,
+		changes: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// Start launches the watcher and returns once the readers present now are in the table
+// and the cards in them are bound (or ctx ends first, then ctx.Err()). The PC/SC service
+// being down is not an error: the table stays empty and the manager keeps trying.
+// ctx bounds only this first scan; the goroutines live until Close.
+func (m *Manager) Start(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("slotmgr: already started")
+	}
+	m.started = true
+	m.life, m.stop = context.WithCancel(context.WithoutCancel(ctx))
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go m.run()
+	return m.Rescan(ctx)
+}
+
+// Close stops the goroutines, closes every card connection and context, and wakes
+// every WaitChange with ErrClosed. It is idempotent.
+func (m *Manager) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	if m.stop != nil {
+		m.stop()
+	}
+	close(m.changes)
+	m.mu.Unlock()
+
+	m.wg.Wait() // watcher and binds
+	m.mu.Lock()
+	for _, s := range m.order {
+		if s.inst != nil {
+			m.teardown(s.inst)
+			s.inst = nil
+		}
+		s.attached = false
+	}
+	for _, r := range m.reqs {
+		close(r)
+	}
+	m.reqs = nil
+	m.mu.Unlock()
+	m.wg.Wait() // closers
+	return nil
+}
+
+// Slots lists the slots of the readers attached now, by ID. Readers that left are
+// hidden here (Slot still answers for them), so C_GetSlotList never lists a reader
+// that is gone; with the PC/SC service down the list is empty.
+func (m *Manager) Slots() []SlotInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]SlotInfo, 0, len(m.order))
+	for _, s := range m.order {
+		if s.attached {
+			out = append(out, s.info())
+		}
+	}
+	return out
+}
+
+// Slot reports one slot, including one whose reader has left (ReaderGone, no card):
+// every ID Slots ever returned stays valid while the manager lives.
+func (m *Manager) Slot(id uint64) (SlotInfo, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := sort.Search(len(m.order), func(i int) bool { return m.order[i].id >= id })
+	if i == len(m.order) || m.order[i].id != id {
+		return SlotInfo{}, false
+	}
+	return m.order[i].info(), true
+}
+
+// Counter is the current change counter (≥ 1); it grows on every change of the table.
+func (m *Manager) Counter() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counter
+}
+
+// Changes returns a channel that is closed at the next change of the table (then
+// replaced): a broadcast. After Close it is closed for good.
+func (m *Manager) Changes() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.changes
+}
+
+// WaitChange blocks until the change counter exceeds since and returns it. since 0
+// means the counter now: wait for the next change. It returns ctx.Err() when ctx ends
+// and ErrClosed when the manager is closed (C_Finalize waking C_WaitForSlotEvent).
+// A caller that keeps the returned value and passes it back misses no change; what
+// changed is in the slots whose Changed exceeds the old value.
+func (m *Manager) WaitChange(ctx context.Context, since uint64) (uint64, error) {
+	m.mu.Lock()
+	if since == 0 {
+		since = m.counter
+	}
+	for {
+		if m.closed {
+			m.mu.Unlock()
+			return 0, ErrClosed
+		}
+		if m.counter > since {
+			n := m.counter
+			m.mu.Unlock()
+			return n, nil
+		}
+		ch := m.changes
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		m.mu.Lock()
+	}
+}
+
+// Rescan reads the readers now (waking the watcher, or trying the service again when
+// it is down) and waits until the table reflects that read and the binds it started
+// are done. C_GetSlotList calls it. With the service down it returns nil and the table
+// stays empty.
+func (m *Manager) Rescan(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	if !m.started {
+		m.mu.Unlock()
+		return errors.New("slotmgr: not started")
+	}
+	t := make(chan struct{})
+	m.reqs = append(m.reqs, t)
+	if m.stopW != nil {
+		m.stopW()
+	}
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case <-t:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	var pending []chan struct{}
+	for _, s := range m.order {
+		if s.inst != nil && s.inst.binding {
+			pending = append(pending, s.inst.done)
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range pending {
+		select {
+		case <-d:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// ServiceErr is nil while the manager has a working PC/SC context, else the error of the
+// last attempt (pcscd down).
+func (m *Manager) ServiceErr() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.svcErr
+}
+
+func (s *slot) info() SlotInfo {
+	in := SlotInfo{ID: s.id, Reader: s.reader, ReaderGone: !s.attached, Changed: s.changed}
+	if s.features != nil {
+		in.PINPad = s.features.pinPad()
+		in.PINVerify = s.features.code(featureVerifyPINDirect)
+		in.PINModify = s.features.code(featureModifyPINDirect)
+	}
+	i := s.inst
+	if i == nil {
+		return in
+	}
+	in.CardPresent = true
+	in.Gen = i.gen
+	in.ATR = append([]byte(nil), i.atr...)
+	in.Binding = i.binding
+	in.Err = i.err
+	in.Removed = i.removed
+	if i.token != nil {
+		in.Present = true
+		in.Token = i.token
+		in.Conn = i.conn
+	}
+	return in
+}
+
+// markLocked records a change of s; the caller broadcasts with bumpLocked.
+func (m *Manager) markLocked(dirty map[*slot]bool, s *slot) { dirty[s] = true }
+
+// bumpLocked advances the counter once for the slots in dirty and wakes the waiters.
+func (m *Manager) bumpLocked(dirty map[*slot]bool) {
+	if len(dirty) == 0 || m.closed {
+		return
+	}
+	m.counter++
+	for s := range dirty {
+		s.changed = m.counter
+	}
+	close(m.changes)
+	m.changes = make(chan struct{})
+}
+
+// teardown ends an instance: its Conn fails from now on, its bind (if running) is
+// cancelled, and its connection is closed in the background. m.mu is held.
+func (m *Manager) teardown(i *instance) {
+	if i.gone {
+		return
+	}
+	i.gone = true
+	i.cancel()
+	close(i.removed)
+	if i.binding {
+		return // the bind goroutine closes what it opened
+	}
+	c, pc := i.conn, i.pc
+	i.conn, i.pc, i.token = nil, nil, nil
+	if c == nil && pc == nil {
+		return
+	}
+	if c != nil {
+		c.closed.Store(true)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer m.recoverLog("close")
+		closeAll(c, pc)
+	}()
+}
+
+func closeAll(c *conn, pc Context) {
+	if c != nil {
+		c.close()
+	}
+	if pc != nil {
+		_ = pc.Close()
+	}
+}
+
+func (m *Manager) recoverLog(what string) {
+	if r := recover(); r != nil {
+		m.opt.Logf("slotmgr: %s panicked: %v", what, r)
+	}
+}

@@ -1,0 +1,309 @@
+package slotmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// run is the watcher: the only goroutine that reads reader states and changes the
+// table's shape. It owns the watch context.
+func (m *Manager) run() {
+	defer m.wg.Done()
+	w := &watcher{m: m}
+	defer w.closeCtx()
+	for m.life.Err() == nil {
+		w.step()
+	}
+}
+
+type watcher struct {
+	m     *Manager
+	wc    Context
+	fails int // consecutive failures; reset by a Wait that ends normally
+	// reqs are the Rescan requests the current step serves; a panic releases them.
+	reqs []chan struct{}
+}
+
+func (w *watcher) closeCtx() {
+	if w.wc != nil {
+		_ = w.wc.Close()
+		w.wc = nil
+	}
+}
+
+// step establishes the context if needed, reads the states, applies them and waits for
+// the next event. A panic in the backend counts as a lost context.
+func (w *watcher) step() {
+	m := w.m
+	defer func() {
+		if r := recover(); r != nil {
+			m.opt.Logf("slotmgr: watcher panicked: %v", r)
+			w.closeCtx()
+			m.lose(fmt.Errorf("slotmgr: watcher panicked: %v", r), w.reqs)
+			w.reqs = nil
+			w.fails++
+			w.pause()
+		}
+	}()
+	if w.wc == nil {
+		if w.fails > 1 {
+			w.pause()
+			if m.life.Err() != nil {
+				return
+			}
+		}
+		w.reqs = m.takeReqs()
+		c, err := m.b.Establish(m.life)
+		if err != nil {
+			reqs := w.reqs
+			w.reqs = nil
+			if m.life.Err() != nil {
+				m.release(reqs)
+				return
+			}
+			m.opt.Logf("slotmgr: establish: %v", err)
+			m.lose(err, reqs)
+			w.fails++
+			if w.fails < 2 {
+				w.fails = 2 // next try after RetryInterval
+			}
+			return
+		}
+		w.wc = c
+	}
+
+	w.reqs = append(w.reqs, m.takeReqs()...)
+	reqs := w.reqs
+	states, err := w.scan()
+	w.reqs = nil
+	if err != nil {
+		if m.life.Err() != nil {
+			m.release(reqs)
+			return
+		}
+		m.opt.Logf("slotmgr: scan: %v", err)
+		w.closeCtx()
+		m.lose(err, reqs)
+		w.fails++
+		return
+	}
+	w.reqs = reqs
+	m.apply(states, len(reqs) > 0)
+	w.reqs = nil
+	m.release(reqs)
+
+	// Wait for the next event, unless a Rescan is already queued.
+	wctx, cancel := context.WithCancel(m.life)
+	if m.opt.Poll > 0 {
+		wctx, cancel = context.WithTimeout(m.life, m.opt.Poll)
+	}
+	defer cancel()
+	m.mu.Lock()
+	if len(m.reqs) > 0 {
+		m.mu.Unlock()
+		return
+	}
+	m.stopW = cancel
+	m.mu.Unlock()
+	_, err = w.wc.Wait(wctx, states)
+	m.mu.Lock()
+	m.stopW = nil
+	m.mu.Unlock()
+	switch {
+	case err == nil || wctx.Err() != nil:
+		w.fails = 0
+	default:
+		if m.life.Err() != nil {
+			return
+		}
+		m.opt.Logf("slotmgr: wait: %v", err)
+		w.closeCtx()
+		m.lose(err, nil)
+		w.fails++
+	}
+}
+
+// scan reads reader names and states. A reader can leave between the two reads, which
+// may fail Status: that is tried again before the context counts as lost.
+func (w *watcher) scan() ([]ReaderState, error) {
+	var err error
+	for try := 0; try < 3; try++ {
+		var names []string
+		names, err = w.wc.Readers(w.m.life)
+		if err != nil {
+			continue
+		}
+		if len(names) == 0 {
+			return nil, nil
+		}
+		var st []ReaderState
+		st, err = w.wc.Status(w.m.life, names)
+		if err == nil && len(st) != len(names) {
+			err = errors.New("slotmgr: backend status count mismatch")
+		}
+		if err == nil {
+			return st, nil
+		}
+	}
+	return nil, err
+}
+
+// pause waits RetryInterval, or less when a Rescan asks or the manager stops.
+func (w *watcher) pause() {
+	t := time.NewTimer(w.m.opt.RetryInterval)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-w.m.kick:
+	case <-w.m.life.Done():
+	}
+}
+
+func (m *Manager) takeReqs() []chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.reqs
+	m.reqs = nil
+	// Drain a stale kick: these requests are being served now.
+	select {
+	case <-m.kick:
+	default:
+	}
+	return r
+}
+
+func (m *Manager) release(r []chan struct{}) {
+	for _, c := range r {
+		close(c)
+	}
+}
+
+// lose handles a broken or missing service: every reader counts as gone and every card
+// generation ends (a pcscd restart invalidates all handles). Slots keep their IDs.
+func (m *Manager) lose(err error, reqs []chan struct{}) {
+	m.mu.Lock()
+	m.svcErr = err
+	dirty := map[*slot]bool{}
+	for _, s := range m.order {
+		m.detachLocked(s, dirty)
+	}
+	m.bumpLocked(dirty)
+	m.mu.Unlock()
+	m.release(reqs)
+}
+
+func (m *Manager) detachLocked(s *slot, dirty map[*slot]bool) {
+	if s.inst != nil {
+		m.teardown(s.inst)
+		s.inst = nil
+		dirty[s] = true
+	}
+	if s.attached {
+		s.attached = false
+		s.features = nil
+		dirty[s] = true
+		m.opt.Logf("slotmgr: slot %d: reader %q gone", s.id, s.reader)
+	}
+}
+
+// apply brings the table in line with a full read of the reader states. explicit is
+// true when a Rescan asked for this read (failed binds may be retried then).
+func (m *Manager) apply(states []ReaderState, explicit bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	m.svcErr = nil
+	dirty := map[*slot]bool{}
+	seen := make(map[string]bool, len(states))
+	for _, st := range states {
+		if seen[st.Name] {
+			continue
+		}
+		seen[st.Name] = true
+		s := m.byName[st.Name]
+		if s == nil {
+			s = &slot{id: uint64(len(m.order)) + 1, reader: st.Name}
+			m.byName[st.Name] = s
+			m.order = append(m.order, s)
+			m.opt.Logf("slotmgr: slot %d: reader %q", s.id, s.reader)
+		}
+		prev := s.state
+		wasAttached := s.attached
+		if !s.attached {
+			s.attached = true
+			dirty[s] = true
+		}
+		s.state = st
+		m.applyCardLocked(s, prev, wasAttached, st, explicit, dirty)
+	}
+	for _, s := range m.order {
+		if s.attached && !seen[s.reader] {
+			m.detachLocked(s, dirty)
+		}
+	}
+	m.bumpLocked(dirty)
+}
+
+func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, st ReaderState, explicit bool, dirty map[*slot]bool) {
+	card := st.Present && !st.Empty
+	i := s.inst
+	if i != nil && (!card || st.EventCount != i.events) {
+		m.opt.Logf("slotmgr: slot %d: card removed (gen %d)", s.id, i.gen)
+		m.teardown(i)
+		s.inst = nil
+		i = nil
+		dirty[s] = true
+	}
+	if !card {
+		return
+	}
+	if i == nil {
+		m.gen++
+		ctx, cancel := context.WithCancel(m.life)
+		i = &instance{gen: m.gen, events: st.EventCount, atr: append([]byte(nil), st.ATR...),
+			ctx: ctx, cancel: cancel, removed: make(chan struct{})}
+		s.inst = i
+		dirty[s] = true
+		m.opt.Logf("slotmgr: slot %d: card inserted (gen %d, ATR %X)", s.id, i.gen, i.atr)
+		switch {
+		case st.Mute:
+			i.err = ErrCardMute
+		case st.Unavailable:
+			i.err = ErrReaderUnavailable
+		default:
+			m.startBindLocked(s, i)
+		}
+		return
+	}
+	// The same card as before: retry a bind that failed for a passing reason.
+	if i.binding || i.token != nil || i.err == nil {
+		return
+	}
+	if !st.Mute && !st.Unavailable && len(st.ATR) > 0 {
+		i.atr = append(i.atr[:0], st.ATR...)
+	}
+	switch {
+	case errors.Is(i.err, ErrCardMute) || errors.Is(i.err, ErrReaderUnavailable):
+		if !st.Mute && !st.Unavailable {
+			m.startBindLocked(s, i)
+			dirty[s] = true
+		}
+	case permanent(i.err) || i.attempts >= m.opt.MaxBindAttempts:
+	case explicit || (wasAttached && stateMoved(prev, st)):
+		if !st.Mute && !st.Unavailable {
+			m.startBindLocked(s, i)
+			dirty[s] = true
+		}
+	}
+}
+
+// stateMoved reports a change in the reader's flags worth a new bind attempt (another
+// application released an exclusive hold, for instance).
+func stateMoved(a, b ReaderState) bool {
+	return a.Exclusive != b.Exclusive || a.InUse != b.InUse || a.Mute != b.Mute ||
+		a.Unavailable != b.Unavailable || a.Raw != b.Raw
+}
