@@ -1,5 +1,6 @@
 package slotmgr
 
-// tracef is the default Options.Logf. It stays silent until the internal/trace package
-// (P11CARD_DEBUG=slot) is wired in.
-func tracef(format string, args ...any) {}
+import "github.com/p11-card/p11-card/internal/trace"
+
+// tracef is the default Options.Logf: the "slot" category of P11CARD_DEBUG.
+func tracef(format string, args ...any) { trace.Printf("slot", format, args...) }
