@@ -43,9 +43,11 @@
 // # Change notification
 //
 // Every change of the table advances a counter (≥ 1). Changes returns a channel closed at
-// the next change; WaitChange blocks until the counter passes a given value (0: the
-// current one), or ctx ends, or Close runs (ErrClosed) — which is how C_Finalize wakes a
-// thread in C_WaitForSlotEvent. SlotInfo.Changed tells which slots a change touched.
+// the next change; WaitChange blocks until the counter passes a given value (0 returns
+// the current counter at once, the start of a wait loop), or ctx ends, or Close runs
+// (ErrClosed) — which is how C_Finalize wakes a thread in C_WaitForSlotEvent.
+// SlotInfo.Changed tells which slots a change touched; AllSlots includes the slots of
+// readers that left, whose token went with them.
 //
 // # Concurrency
 //

@@ -227,6 +227,19 @@ func (m *Manager) Slots() []SlotInfo {
 	return out
 }
 
+// AllSlots lists every slot the manager has seen, by ID, those of readers that left
+// included (ReaderGone): a reader unplugged with its token in it (a YubiKey) is a token
+// removal that Slots alone cannot show.
+func (m *Manager) AllSlots() []SlotInfo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]SlotInfo, 0, len(m.order))
+	for _, s := range m.order {
+		out = append(out, s.info())
+	}
+	return out
+}
+
 // Slot reports one slot, including one whose reader has left (ReaderGone, no card):
 // every ID Slots ever returned stays valid while the manager lives.
 func (m *Manager) Slot(id uint64) (SlotInfo, bool) {
@@ -255,21 +268,19 @@ func (m *Manager) Changes() <-chan struct{} {
 }
 
 // WaitChange blocks until the change counter exceeds since and returns it. since 0
-// means the counter now: wait for the next change. It returns ctx.Err() when ctx ends
-// and ErrClosed when the manager is closed (C_Finalize waking C_WaitForSlotEvent).
-// A caller that keeps the returned value and passes it back misses no change; what
+// returns the current counter at once (the starting point of a wait loop: pass the
+// returned value back to wait for the next change; a caller that always passes back
+// the last value it got misses no change). It returns ctx.Err() when ctx ends and
+// ErrClosed when the manager is closed (C_Finalize waking C_WaitForSlotEvent). What
 // changed is in the slots whose Changed exceeds the old value.
 func (m *Manager) WaitChange(ctx context.Context, since uint64) (uint64, error) {
 	m.mu.Lock()
-	if since == 0 {
-		since = m.counter
-	}
 	for {
 		if m.closed {
 			m.mu.Unlock()
 			return 0, ErrClosed
 		}
-		if m.counter > since {
+		if since == 0 || m.counter > since {
 			n := m.counter
 			m.mu.Unlock()
 			return n, nil

@@ -343,6 +343,10 @@ func TestReaderUnplugReplugKeepsID(t *testing.T) {
 	if !closed(a0.Removed) {
 		t.Error("unplug did not end the generation")
 	}
+	all := e.m.AllSlots()
+	if len(all) != 2 || all[0].ID != 1 || !all[0].ReaderGone || all[0].Present || all[0].Changed <= a0.Changed || all[1].ReaderGone {
+		t.Errorf("AllSlots after unplug: %+v", all)
+	}
 
 	b.AddReader("C")
 	e.waitFor("C", func(s []slotmgr.SlotInfo) bool { _, ok := find(s, "C"); return ok })
@@ -666,40 +670,25 @@ func TestWaitChange(t *testing.T) {
 	if before == 0 {
 		t.Fatal("counter 0")
 	}
+	// since=0 answers the current counter at once.
+	if n, err := e.m.WaitChange(ctx, 0); err != nil || n != before {
+		t.Fatalf("WaitChange(0) = %d, %v; counter %d", n, err, before)
+	}
 	ch := e.m.Changes()
 	type res struct {
 		n   uint64
 		err error
 	}
 	got := make(chan res, 1)
-	go func() { n, err := e.m.WaitChange(ctx, 0); got <- res{n, err} }()
-	// since=0 waits for a change after the call; the goroutine may start late, so keep
-	// changing the table until it returns.
-	var r res
-	for i := 0; ; i++ {
-		if i%2 == 0 {
-			if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
-				t.Fatal(err)
-			}
-			e.waitFor("token", present("R"))
-		} else {
-			b.Remove("R")
-			e.waitFor("removal", empty("R"))
-		}
-		select {
-		case r = <-got:
-		default:
-			continue
-		}
-		break
-	}
-	if r.err != nil || r.n <= before {
-		t.Fatalf("WaitChange(0) = %d, %v (before %d)", r.n, r.err, before)
-	}
-	<-ch // the broadcast channel was closed too
+	go func() { n, err := e.m.WaitChange(ctx, before); got <- res{n, err} }()
 	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
 		t.Fatal(err)
 	}
+	r := <-got
+	if r.err != nil || r.n <= before {
+		t.Fatalf("WaitChange(%d) = %d, %v", before, r.n, r.err)
+	}
+	<-ch // the broadcast channel was closed too
 	x := e.waitFor("token", present("R"))[0]
 	if x.Changed <= before {
 		t.Errorf("slot Changed %d not after %d", x.Changed, before)
@@ -711,14 +700,15 @@ func TestWaitChange(t *testing.T) {
 
 	// Cancellation returns promptly.
 	cctx, ccancel := context.WithCancel(context.Background())
-	go func() { n, err := e.m.WaitChange(cctx, 0); got <- res{n, err} }()
+	now := e.m.Counter()
+	go func() { n, err := e.m.WaitChange(cctx, now); got <- res{n, err} }()
 	ccancel()
 	if r := <-got; !errors.Is(r.err, context.Canceled) {
 		t.Errorf("cancelled WaitChange = %d, %v", r.n, r.err)
 	}
 
 	// Close wakes a waiter with ErrClosed (C_Finalize waking C_WaitForSlotEvent).
-	go func() { n, err := e.m.WaitChange(context.Background(), 0); got <- res{n, err} }()
+	go func() { n, err := e.m.WaitChange(context.Background(), now); got <- res{n, err} }()
 	ch = e.m.Changes()
 	if err := e.m.Close(); err != nil {
 		t.Fatal(err)
@@ -728,6 +718,9 @@ func TestWaitChange(t *testing.T) {
 	}
 	<-ch
 	<-e.m.Changes() // stays closed
+	if _, err := e.m.WaitChange(ctx, 0); !errors.Is(err, slotmgr.ErrClosed) {
+		t.Errorf("WaitChange(0) after Close: %v", err)
+	}
 	if err := e.m.Rescan(ctx); !errors.Is(err, slotmgr.ErrClosed) {
 		t.Errorf("Rescan after Close: %v", err)
 	}
