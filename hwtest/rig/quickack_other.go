@@ -1,0 +1,7 @@
+//go:build !linux
+
+package rig
+
+import "net"
+
+func quickAck(c *net.TCPConn) {}

@@ -1,0 +1,243 @@
+//go:build hwtest
+
+package hwtest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ebfe/scard"
+
+	"github.com/p11-card/p11-card/cards/vcard"
+)
+
+// rigCard is the simplest card: it answers every command with the command's header and
+// 9000, and counts resets.
+type rigCard struct {
+	atr    []byte
+	resets atomic.Int32
+	cmds   atomic.Int32
+}
+
+func newRigCard() *rigCard {
+	return &rigCard{atr: []byte{0x3B, 0x8C, 0x80, 0x01, 0x50, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xAA, 0xBB, 0xCC, 0x46}}
+}
+
+func (c *rigCard) ATR() []byte { return c.atr }
+func (c *rigCard) Reset()      { c.resets.Add(1) }
+func (c *rigCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	c.cmds.Add(1)
+	if len(cmd) < 4 {
+		return []byte{0x67, 0x00}, nil
+	}
+	return append(append([]byte(nil), cmd[:4]...), 0x90, 0x00), nil
+}
+
+func scardContext(t *testing.T) *scard.Context {
+	t.Helper()
+	testRig(t)
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		t.Fatalf("EstablishContext: %v", err)
+	}
+	t.Cleanup(func() { sc.Release() })
+	return sc
+}
+
+func scardConnect(t *testing.T, sc *scard.Context, reader string) *scard.Card {
+	t.Helper()
+	k, err := sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
+	if err != nil {
+		t.Fatalf("connect %q: %v", reader, err)
+	}
+	t.Cleanup(func() { k.Disconnect(scard.LeaveCard) })
+	return k
+}
+
+func readerFlags(t *testing.T, sc *scard.Context, reader string) (scard.StateFlag, []byte) {
+	t.Helper()
+	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
+	if err := sc.GetStatusChange(rs, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
+		t.Fatalf("GetStatusChange %q: %v", reader, err)
+	}
+	return rs[0].EventState, rs[0].Atr
+}
+
+func TestRigReaders(t *testing.T) {
+	r := testRig(t)
+	sc := scardContext(t)
+	got, err := sc.ListReaders()
+	if err != nil {
+		t.Fatalf("ListReaders: %v", err)
+	}
+	want := []string{yubicoReaderName + " 00 00", yubicoReaderName + " 00 01", vpcdReaderName + " 00 00", vpcdReaderName + " 00 01"}
+	for i, w := range want {
+		if r.ReaderName(i) != w {
+			t.Errorf("ReaderName(%d) = %q, want %q", i, r.ReaderName(i), w)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pcscd lists %q, want %q", got, want)
+	}
+	out := runTool(t, "opensc-tool", "--list-readers")
+	for _, w := range want {
+		if !strings.Contains(out, w) {
+			t.Errorf("opensc-tool -l does not show %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestRigInsertRemove(t *testing.T) {
+	r := testRig(t)
+	sc := scardContext(t)
+	for _, i := range []int{0, 3} {
+		reader := r.ReaderName(i)
+		c := newRigCard()
+		insert(t, i, c)
+		flags, atr := readerFlags(t, sc, reader)
+		if flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
+			t.Fatalf("after Insert, %q: flags %#x ATR %X; want present with %X", reader, flags, atr, c.ATR())
+		}
+		// A client program in another process sees it too.
+		out := runTool(t, "opensc-tool", "--reader", fmt.Sprint(i), "--atr")
+		if !strings.Contains(strings.ToLower(strings.ReplaceAll(out, ":", "")), fmt.Sprintf("%x", c.ATR())) {
+			t.Errorf("opensc-tool --atr on reader %d:\n%s", i, out)
+		}
+		k := scardConnect(t, sc, reader)
+		resp, err := k.Transmit([]byte{0x00, 0xCA, 0x01, 0x02, 0x00})
+		if err != nil || !bytes.Equal(resp, []byte{0x00, 0xCA, 0x01, 0x02, 0x90, 0x00}) {
+			t.Errorf("transmit: %X, %v", resp, err)
+		}
+		k.Disconnect(scard.LeaveCard)
+		if err := r.Insert(context.Background(), i, newRigCard()); err == nil {
+			t.Errorf("second Insert into reader %d succeeded", i)
+		}
+		remove(t, i)
+		if flags, _ := readerFlags(t, sc, reader); flags&scard.StateEmpty == 0 {
+			t.Errorf("after Remove, %q: flags %#x; want empty", reader, flags)
+		}
+		if r.Present(i) {
+			t.Errorf("Present(%d) after Remove", i)
+		}
+	}
+	if err := r.Insert(context.Background(), 4, newRigCard()); err == nil {
+		t.Errorf("Insert into reader 4 of 4 succeeded")
+	}
+}
+
+func TestRigResetControl(t *testing.T) {
+	r := testRig(t)
+	sc := scardContext(t)
+	c := newRigCard()
+	insert(t, 1, c)
+	k := scardConnect(t, sc, r.ReaderName(1))
+	before := c.resets.Load()
+	if err := k.Reconnect(scard.ShareShared, scard.ProtocolAny, scard.ResetCard); err != nil {
+		t.Fatalf("reconnect with reset: %v", err)
+	}
+	if c.resets.Load() <= before {
+		t.Errorf("a reset through pcscd did not reach the card (resets %d → %d)", before, c.resets.Load())
+	}
+	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+		t.Errorf("transmit after reset: %v", err)
+	}
+}
+
+func TestRigFaultRemoval(t *testing.T) {
+	r := testRig(t)
+	sc := scardContext(t)
+	f := &vcard.Faults{RemoveAt: 2}
+	insert(t, 2, vcard.WithFaults(newRigCard(), f))
+	k := scardConnect(t, sc, r.ReaderName(2))
+	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+		t.Fatalf("first command: %v", err)
+	}
+	// vpcd turns the closed socket into an empty answer (no status word); a client
+	// sees either that or an error, never a response APDU.
+	if resp, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err == nil && len(resp) >= 2 {
+		t.Fatalf("the command at which the card leaves was answered: %X", resp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if flags, _ := readerFlags(t, sc, r.ReaderName(2)); flags&scard.StateEmpty != 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("pcscd never saw the card leave")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.Present(2) {
+		t.Errorf("rig says reader 2 still holds the card")
+	}
+	// The reader takes a card again.
+	c := newRigCard()
+	if err := r.Insert(ctx, 2, c); err != nil {
+		t.Fatalf("insert after removal: %v", err)
+	}
+	if flags, atr := readerFlags(t, sc, r.ReaderName(2)); flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
+		t.Errorf("after re-insert: flags %#x ATR %X", flags, atr)
+	}
+}
+
+func TestRigRestartPCSCD(t *testing.T) {
+	r := testRig(t)
+	c := newRigCard()
+	insert(t, 0, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := r.RestartPCSCD(ctx); err != nil {
+		t.Fatalf("RestartPCSCD: %v", err)
+	}
+	t.Logf("pcscd restarted in %v", time.Since(start).Round(time.Millisecond))
+	sc := scardContext(t) // contexts from before the restart are dead
+	flags, atr := readerFlags(t, sc, r.ReaderName(0))
+	if flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
+		t.Fatalf("after restart: flags %#x ATR %X", flags, atr)
+	}
+	k := scardConnect(t, sc, r.ReaderName(0))
+	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+		t.Errorf("transmit after restart: %v", err)
+	}
+	if names, err := sc.ListReaders(); err != nil || len(names) != r.Readers() {
+		t.Errorf("readers after restart: %q, %v", names, err)
+	}
+}
+
+// TestRigRoundTrip measures one APDU's round trip through pcscd and vpcd. Without
+// TCP_QUICKACK renewed after every read it is ~55 ms (delayed ACKs); it must be far less.
+func TestRigRoundTrip(t *testing.T) {
+	r := testRig(t)
+	sc := scardContext(t)
+	insert(t, 3, newRigCard())
+	k := scardConnect(t, sc, r.ReaderName(3))
+	cmd := []byte{0x00, 0xCA, 0x00, 0x00, 0x00}
+	for i := 0; i < 10; i++ { // warm up
+		k.Transmit(cmd)
+	}
+	const n = 300
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if _, err := k.Transmit(cmd); err != nil {
+			t.Fatalf("transmit %d: %v", i, err)
+		}
+	}
+	per := time.Since(start) / n
+	t.Logf("APDU round trip through pcscd: %v (mean of %d)", per, n)
+	if os.Getenv("P11CARD_RIG_RTT_FILE") != "" {
+		os.WriteFile(os.Getenv("P11CARD_RIG_RTT_FILE"), []byte(per.String()+"\n"), 0o644)
+	}
+	if per > 10*time.Millisecond {
+		t.Errorf("APDU round trip %v: delayed ACKs are back (want well under 10 ms)", per)
+	}
+}
