@@ -969,3 +969,46 @@ func TestConcurrentUse(t *testing.T) {
 		return len(s) == 3 && present("A")(s) && present("B")(s) && present("C")(s)
 	})
 }
+
+// blind is a backend whose Wait never reports anything (only ctx ends it): the Poll
+// fallback must still notice changes.
+type blind struct{ *slotmgrtest.Backend }
+
+type blindCtx struct{ slotmgr.Context }
+
+func (b blind) Establish(ctx context.Context) (slotmgr.Context, error) {
+	c, err := b.Backend.Establish(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return blindCtx{c}, nil
+}
+
+func (blindCtx) Wait(ctx context.Context, known []slotmgr.ReaderState) ([]slotmgr.ReaderState, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestPollFallback(t *testing.T) {
+	fb := slotmgrtest.New()
+	fb.AddReader("R")
+	m := slotmgr.New(blind{fb}, slotmgr.Options{NoPINPad: true, Poll: time.Millisecond, Bind: newBinder().bind})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := fb.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n := m.Counter()
+		if s := m.Slots(); len(s) == 1 && s[0].Present {
+			return
+		}
+		if _, err := m.WaitChange(ctx, n); err != nil {
+			t.Fatalf("poll fallback never saw the card: %v", err)
+		}
+	}
+}
