@@ -38,7 +38,8 @@
 //
 // Failed binds: an unrecognised card, a malformed answer or a driver panic is final for
 // that insertion; other errors (sharing violation, transmission error) are retried on
-// Rescan or when the reader's state changes, at most Options.MaxBindAttempts times.
+// Rescan or when another application releases its exclusive hold, at most
+// Options.MaxBindAttempts times. A mute card is bound once it answers.
 //
 // # Change notification
 //

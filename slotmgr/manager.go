@@ -27,7 +27,7 @@ type Options struct {
 	BindTimeout time.Duration
 	// MaxBindAttempts bounds the binds of one insertion that fail with an error other
 	// than "not recognized" (a sharing violation, a transmission error): each is retried
-	// when the reader's state changes or on Rescan. Default 3.
+	// on Rescan or when another application releases an exclusive hold. Default 3.
 	MaxBindAttempts int
 	// NoPINPad skips the PC/SC part 10 feature request (PIN-pad detection).
 	NoPINPad bool

@@ -301,9 +301,9 @@ func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, s
 	}
 }
 
-// stateMoved reports a change in the reader's flags worth a new bind attempt (another
-// application released an exclusive hold, for instance).
+// stateMoved reports a change in the reader's state worth a new bind attempt: another
+// application released its exclusive hold. (InUse moves with every connect, ours
+// included, so it is no reason.)
 func stateMoved(a, b ReaderState) bool {
-	return a.Exclusive != b.Exclusive || a.InUse != b.InUse || a.Mute != b.Mute ||
-		a.Unavailable != b.Unavailable || a.Raw != b.Raw
+	return a.Exclusive && !b.Exclusive
 }
