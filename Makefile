@@ -1,16 +1,101 @@
 # p11-card — see README.md. `make demo` and `make test` work on a fresh Debian 12 machine.
+#
+#   make deps     install the Debian packages the build, the rig and the tests use
+#   make build    bin/p11-card and (once p11/ exists) bin/p11-card-pkcs11.so
+#   make test     deps, build, vet, unit tests with -race, then the rig tests (hwtest)
+#   make fuzz     every Fuzz* target for FUZZTIME (default 10s) each
+#   make demo     a virtual PIV card in a private pcscd, shown by p11-card and the module
+#   make rig-up / rig-down   the virtual card rig on its own
+#   make clean
+
+# Go lives in /usr/local/go on our machines; PATH may not have it.
+export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 BIN := bin
+FUZZTIME ?= 10s
+RIG_DIR ?= /run/p11-card-rig
+# Time limits: unit tests, and the rig tests (pcscd, vpcd, client tools).
+UNIT_TIMEOUT ?= 10m
+HWTEST_TIMEOUT ?= 20m
 
-.PHONY: all build test unit
+# Debian packages: PC/SC, the vpcd driver, the reference modules and tools we compare
+# with and drive from tests, and cgo's compiler.
+DEBS := pcscd libpcsclite-dev vsmartcard-vpcd libusb-1.0-0-dev opensc yubico-piv-tool \
+	ykcs11 scdaemon p11-kit gnutls-bin libengine-pkcs11-openssl libnss3-tools softhsm2 \
+	pkg-config gcc libc6-dev openssh-client gnupg openssl util-linux mount
+
+HAVE_MODULE := $(wildcard p11/*.go)
+
+.PHONY: all deps build test unit hwtest fuzz bench rig-up rig-down demo clean
 all: build
 
+deps:
+	@missing=""; \
+	for p in $(DEBS); do \
+		dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "deps: run as root, or: sudo apt-get install$$missing" >&2; exit 1; \
+	fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq >/dev/null && \
+	apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	@command -v $(GO) >/dev/null || { echo "deps: no Go toolchain: install Go 1.26 in /usr/local/go" >&2; exit 1; }
+
 build:
-	mkdir -p $(BIN)
+	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/p11-card ./cmd/p11-card
+ifneq ($(HAVE_MODULE),)
+	$(GO) build -buildmode=c-shared -o $(BIN)/p11-card-pkcs11.so ./p11
+endif
 
 unit:
 	$(GO) vet ./...
-	$(GO) test -race ./...
+	$(GO) vet -tags hwtest ./...
+	$(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
-test: unit
+hwtest: build
+	P11CARD_RIG_REQUIRED=1 $(GO) test -tags hwtest -count=1 -timeout $(HWTEST_TIMEOUT) ./hwtest/...
+
+test: deps
+	@start=$$(date +%s); \
+	$(MAKE) --no-print-directory build unit hwtest; rc=$$?; \
+	secs=$$(( $$(date +%s) - start )); \
+	echo "make test: $$( [ $$rc = 0 ] && echo passed || echo FAILED ) in $$((secs / 60))m$$((secs % 60))s"; \
+	exit $$rc
+
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+			echo "fuzz: $$pkg $$f for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+bench:
+	@echo "bench: benchmarks come with a later issue; nothing to run yet."
+
+rig-up: build
+	$(BIN)/p11-card rig up --dir $(RIG_DIR)
+
+rig-down:
+	@if [ -x $(BIN)/p11-card ]; then $(BIN)/p11-card rig down --dir $(RIG_DIR); else echo "rig-down: no bin/p11-card, nothing to stop"; fi
+
+demo: deps build
+	@$(BIN)/p11-card rig status --dir $(RIG_DIR) >/dev/null 2>&1 || $(BIN)/p11-card rig up --dir $(RIG_DIR)
+	$(BIN)/p11-card rig insert --dir $(RIG_DIR) --reader 0 --card piv
+	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm $(BIN)/p11-card readers
+ifneq ($(HAVE_MODULE),)
+	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm pkcs11-tool --module $(BIN)/p11-card-pkcs11.so -L -O
+	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm ssh-keygen -D $(BIN)/p11-card-pkcs11.so
+endif
+	@echo
+	@echo "The rig is still up. Use it from this shell with:"
+	@echo "    export PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm"
+	@echo "Stop it with: make rig-down"
+
+clean:
+	rm -rf $(BIN) build
+	$(GO) clean -testcache

@@ -2,8 +2,10 @@ package vcard
 
 import (
 	"context"
+
 	"encoding/hex"
 	"fmt"
+	"github.com/p11-card/p11-card/apdu"
 	"strings"
 	"sync"
 	"time"
@@ -14,13 +16,15 @@ type Entry struct {
 	N    int       // 1 for the first command logged
 	At   time.Time // when the command arrived
 	Took time.Duration
-	Cmd  []byte // redacted: the data of PIN- and key-bearing commands is zeroed
-	Resp []byte // nil when Err is set
+	Cmd  []byte // redacted (apdu.Redact): the data of PIN- and key-bearing commands is hidden
+	Resp []byte // redacted (apdu.RedactResponse): private-key results are hidden; nil when Err is set
 	Err  error
 }
 
-// Log records the APDUs a card sees. Commands are stored redacted (see Redact), so a log
-// can be printed by a failing test without showing a PIN or a key. Safe for concurrent use.
+// Log records the APDUs a card sees. Commands and responses are stored redacted (see
+// Redact; private-key results such as plaintexts are hidden too), so a log can be printed
+// by a failing test without showing a PIN, a key or a decrypted secret. Safe for
+// concurrent use.
 type Log struct {
 	mu      sync.Mutex
 	n       int
@@ -41,7 +45,7 @@ func (c *logCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	start := time.Now()
 	red := Redact(cmd)
 	resp, err := c.Card.Transmit(ctx, cmd)
-	c.l.add(Entry{At: start, Took: time.Since(start), Cmd: red, Resp: append([]byte(nil), resp...), Err: err})
+	c.l.add(Entry{At: start, Took: time.Since(start), Cmd: red, Resp: apdu.RedactResponse(cmd, resp), Err: err})
 	return resp, err
 }
 
