@@ -321,10 +321,13 @@ var (
 	ErrObjectNotFound       = errors.New("cards: no such object")
 	ErrLoginRequired        = errors.New("cards: login required")
 	ErrPINBlocked           = errors.New("cards: PIN blocked")
-	ErrPINLength            = errors.New("cards: PIN length out of range")
-	ErrBadInput             = errors.New("cards: input invalid for this key")
-	ErrInputLength          = errors.New("cards: input length invalid for this key")
-	ErrCardFull             = errors.New("cards: no room on the card")
+	// ErrPINIncorrect is a rejected secret where the card keeps no retry counter (the PIV
+	// management key); a PIN with a counter gives *apdu.VerifyError instead.
+	ErrPINIncorrect = errors.New("cards: secret not accepted")
+	ErrPINLength    = errors.New("cards: PIN length out of range")
+	ErrBadInput     = errors.New("cards: input invalid for this key")
+	ErrInputLength  = errors.New("cards: input length invalid for this key")
+	ErrCardFull     = errors.New("cards: no room on the card")
 	// ErrBadCard reports a card response that breaks its specification.
 	ErrBadCard = errors.New("cards: malformed card response")
 )

@@ -1,0 +1,162 @@
+package piv
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
+)
+
+func init() { cards.Register(Driver{}) }
+
+// Driver binds PIV cards. The zero value is ready; init registers one.
+type Driver struct{}
+
+// Name is "piv".
+func (Driver) Name() string { return "piv" }
+
+// MatchATR says yes to YubiKeys (historical bytes naming "YubiKey") and maybe to anything
+// else: PIV is an application any ISO/IEC 7816-4 card may carry, so Open probes with SELECT.
+func (Driver) MatchATR(atr []byte) cards.Match {
+	if isYubiKeyATR(atr) {
+		return cards.MatchYes
+	}
+	return cards.MatchMaybe
+}
+
+func isYubiKeyATR(atr []byte) bool {
+	return bytes.Contains(bytes.ToLower(cards.HistoricalBytes(atr)), []byte("yubikey"))
+}
+
+// Open selects the PIV application and reads what identifies the card, in one transaction:
+// SELECT, then on a YubiKey GET VERSION and GET SERIAL (3 APDUs); a card without the Yubico
+// extensions answers GET VERSION with an error and has its CHUID and discovery object read
+// instead (4 APDUs).
+func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, error) {
+	t := newToken(c, atr)
+	unlock, _, err := c.Lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("piv: open: %w", err)
+	}
+	defer unlock()
+	if _, err := cards.SelectAID(ctx, c, aidPIV, t.opt); err != nil {
+		return nil, fmt.Errorf("piv: open: %w", err)
+	}
+	if err := t.identify(ctx); err != nil {
+		return nil, fmt.Errorf("piv: open: %w", err)
+	}
+	return t, nil
+}
+
+// newToken makes a token for a card; no I/O.
+func newToken(c cards.Conn, atr []byte) *Token {
+	caps := cards.ParseATRCaps(atr)
+	t := &Token{
+		conn:  c,
+		atr:   bytes.Clone(atr),
+		slots: map[Slot]*slotCache{},
+		data:  map[uint32]*dataCache{},
+	}
+	// Extended APDUs when the ATR says the card takes them (a YubiKey's does); command
+	// chaining and GET RESPONSE otherwise (SP 800-73-4 part 2 §3: every PIV card chains).
+	t.opt.Extended = caps.Extended
+	return t
+}
+
+// identify reads the version, serial and, on non-Yubico cards, CHUID and discovery.
+func (t *Token) identify(ctx context.Context) error {
+	r, err := apdu.Exchange(ctx, t.conn, apdu.Command{INS: insGetVersion, Ne: 3}, t.opt)
+	if err != nil {
+		return err
+	}
+	info := cards.TokenInfo{
+		Driver:   "piv",
+		SOSecret: "key-hex",
+		PINMin:   6,
+		PINMax:   8,
+	}
+	if r.SW == apdu.SWOK && len(r.Data) == 3 {
+		t.yubico = true
+		t.fw = cards.Version{Major: int(r.Data[0]), Minor: int(r.Data[1]), Patch: int(r.Data[2])}
+		if t.fw.Major >= 4 {
+			t.opt.Extended = true // YubiKey 4 and later take extended APDUs on every interface
+		}
+		t.hasMeta = t.fwAtLeast(5, 3, 0)
+		info.Manufacturer = "Yubico"
+		info.Firmware = t.fw
+		info.Model = fmt.Sprintf("YubiKey %d (PIV)", t.fw.Major)
+		if t.fw.Major < 4 {
+			info.Model = "YubiKey NEO (PIV)"
+		}
+		if t.fwAtLeast(5, 0, 0) {
+			s, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insGetSerial, Ne: 4}, t.opt)
+			if err != nil && !isUnsupported(err) {
+				return err
+			}
+			if err == nil && len(s) == 4 {
+				t.serial = binary.BigEndian.Uint32(s)
+				info.Serial = strconv.FormatUint(uint64(t.serial), 10)
+			}
+		}
+		if info.Serial != "" {
+			info.Label = "YubiKey PIV #" + info.Serial
+		}
+	} else {
+		info.Manufacturer = "PIV"
+		info.Model = "PIV card"
+		// Not a YubiKey: the CHUID's GUID names the card; the discovery object says which
+		// PIN is primary.
+		if b, err := t.readData(ctx, tagCHUID); err == nil {
+			if ch, err := parseCHUID(b); err == nil {
+				info.Serial = chuidSerial(ch)
+			}
+		} else if !errors.Is(err, cards.ErrObjectNotFound) && !errors.Is(err, cards.ErrLoginRequired) {
+			return err
+		}
+		if b, err := t.readData(ctx, tagDiscovery); err == nil {
+			if d, err := parseDiscovery(b); err == nil {
+				t.disc = &d
+			}
+		} else if !errors.Is(err, cards.ErrObjectNotFound) && !errors.Is(err, cards.ErrLoginRequired) {
+			return err
+		}
+	}
+	if info.Label == "" {
+		info.Label = "PIV card"
+		if info.Serial != "" {
+			info.Label += " " + info.Serial
+		}
+	}
+	t.info = info
+	return nil
+}
+
+// chuidSerial derives a 16-character serial from the CHUID: the GUID's first eight bytes
+// in hex when it is set, else the FASC-N's last eight bytes.
+func chuidSerial(c chuid) string {
+	src := c.GUID
+	if len(src) == 0 || bytes.Equal(src, make([]byte, len(src))) {
+		src = c.FASCN
+		if len(src) > 8 {
+			src = src[len(src)-8:]
+		}
+	}
+	if len(src) > 8 {
+		src = src[:8]
+	}
+	if len(src) == 0 || bytes.Equal(src, make([]byte, len(src))) {
+		return ""
+	}
+	return fmt.Sprintf("%X", src)
+}
+
+// isUnsupported reports status words meaning "this card has no such command".
+func isUnsupported(err error) bool {
+	return errors.Is(err, apdu.ErrInsNotSupported) || errors.Is(err, apdu.ErrClaNotSupported) ||
+		errors.Is(err, apdu.ErrFuncNotSupported) || errors.Is(err, apdu.ErrWrongP1P2)
+}

@@ -1,0 +1,258 @@
+package piv
+
+import (
+	"bytes"
+	"context"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
+)
+
+// dataObject is a PIV container shown as a data object (CKO_DATA): public containers only.
+type dataObject struct {
+	tag   uint32
+	label string
+	oid   asn1.ObjectIdentifier // SP 800-73-4 part 1 table 3
+}
+
+var dataObjects = []dataObject{
+	{tagCCC, "Card Capability Container", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 1, 219, 0}},
+	{tagCHUID, "Card Holder Unique Identifier", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 48, 0}},
+	{tagSecurityObj, "Security Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 144, 0}},
+	{tagDiscovery, "Discovery Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 80}},
+	{tagKeyHistory, "Key History Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 96}},
+}
+
+// dataID is a data object's CKA_ID: its tag's bytes.
+func dataID(tag uint32) []byte { return apdu.AppendTag(nil, apdu.Tag(tag)) }
+
+// Handles: "9a/cert", "9a/pub", "9a/priv", "9a/attest", "data/5fc102".
+func handle(s Slot, what string) string { return s.String() + "/" + what }
+
+// Objects lists the card's objects matching f. It reads only what f needs, once per
+// insertion:
+//   - private keys: GET METADATA of each slot asked for (YubiKey 5.3+), else the slot's
+//     certificate (whose presence is the only sign of a key on other cards);
+//   - public keys: the same metadata (it holds the public key), else the certificate;
+//   - certificates: the certificate objects; attestation statements (ATTEST) for slots
+//     whose key the card generated;
+//   - data objects: the public PIV containers.
+//
+// A filter with an ID picks one slot (01…19), one attestation (81…98) or one container
+// (its tag bytes); an ID naming nothing costs no APDU.
+func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, error) {
+	want := func(k cards.Kind) bool { return f.Kind == 0 || f.Kind == k }
+	var keySlots []*slotInfo // slots whose key/cert objects are asked for
+	var attSlots []*slotInfo // slots whose attestation is asked for
+	var datas []dataObject
+	switch {
+	case f.ID == nil:
+		for i := range slots {
+			keySlots = append(keySlots, &slots[i])
+			if slots[i].slot != 0xF9 {
+				attSlots = append(attSlots, &slots[i])
+			}
+		}
+		datas = dataObjects
+	default:
+		if si, ok := slotByID(f.ID); ok {
+			keySlots = append(keySlots, si)
+		}
+		if len(f.ID) == 1 && f.ID[0] > attestIDBase {
+			if si, ok := slotByID([]byte{f.ID[0] - attestIDBase}); ok && si.slot != 0xF9 {
+				attSlots = append(attSlots, si)
+			}
+		}
+		for _, d := range dataObjects {
+			if bytes.Equal(dataID(d.tag), f.ID) {
+				datas = append(datas, d)
+			}
+		}
+	}
+	if !want(cards.KindCertificate) || !t.canAttest() {
+		attSlots = nil
+	}
+	if !want(cards.KindData) {
+		datas = nil
+	}
+	needKey := want(cards.KindPrivateKey) || want(cards.KindPublicKey)
+	needCert := want(cards.KindCertificate)
+	if len(keySlots) == 0 && len(attSlots) == 0 && len(datas) == 0 || !needKey && !needCert && len(attSlots) == 0 && len(datas) == 0 {
+		return nil, nil
+	}
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	var out []cards.Object
+	for _, si := range keySlots {
+		if needCert {
+			der, err := t.loadCert(ctx, si)
+			if err != nil {
+				return nil, err
+			}
+			if der != nil {
+				out = append(out, cards.Object{
+					Handle: handle(si.slot, "cert"), Kind: cards.KindCertificate, ID: []byte{si.id},
+					Label: si.label, Cert: der, Modifiable: true, Destroyable: true,
+				})
+			}
+		}
+		if !needKey {
+			continue
+		}
+		ks, err := t.loadKey(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if ks == nil {
+			continue
+		}
+		if want(cards.KindPublicKey) && ks.pub.Key != nil {
+			out = append(out, cards.Object{
+				Handle: handle(si.slot, "pub"), Kind: cards.KindPublicKey, ID: []byte{si.id},
+				Label: si.label, Key: t.keyInfo(si, ks),
+			})
+		}
+		if want(cards.KindPrivateKey) {
+			out = append(out, cards.Object{
+				Handle: handle(si.slot, "priv"), Kind: cards.KindPrivateKey, ID: []byte{si.id},
+				Label: si.label, Private: true, Key: t.keyInfo(si, ks),
+				Destroyable: t.fwAtLeast(5, 7, 0) && si.slot != 0xF9,
+			})
+		}
+	}
+	for _, si := range attSlots {
+		der, err := t.loadAttestation(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if der != nil {
+			out = append(out, cards.Object{
+				Handle: handle(si.slot, "attest"), Kind: cards.KindCertificate, ID: []byte{si.id + attestIDBase},
+				Label: "Attestation for " + si.label, Cert: der,
+			})
+		}
+	}
+	for _, d := range datas {
+		v, err := t.loadData(ctx, d.tag)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			continue
+		}
+		oid, _ := asn1.Marshal(d.oid)
+		out = append(out, cards.Object{
+			Handle: fmt.Sprintf("data/%x", dataID(d.tag)), Kind: cards.KindData, ID: dataID(d.tag),
+			Label: d.label, Value: v, App: "PIV", OID: oid, Modifiable: true, Destroyable: true,
+		})
+	}
+	return out, nil
+}
+
+func (t *Token) canAttest() bool { return t.yubico && t.fwAtLeast(4, 3, 0) }
+
+// loadAttestation asks the card to attest a slot's key (Yubico ATTEST), once per
+// insertion. Only keys generated on the card can be attested: with metadata the origin is
+// checked first (no ATTEST for imported keys or empty slots); without, the card's refusal
+// means "no statement".
+func (t *Token) loadAttestation(ctx context.Context, si *slotInfo) ([]byte, error) {
+	c := t.slot(si.slot)
+	if c.attRead {
+		return c.att, nil
+	}
+	if t.hasMeta {
+		m, err := t.loadMeta(ctx, si.slot)
+		if err != nil {
+			return nil, err
+		}
+		if t.hasMeta && (m == nil || m.Origin != 1) {
+			c.attRead = true
+			return nil, nil
+		}
+	} else {
+		// Without metadata a key shows only through its certificate.
+		ks, err := t.loadKey(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if ks == nil {
+			c.attRead = true
+			return nil, nil
+		}
+	}
+	b, err := t.do(ctx, apdu.Command{INS: insAttest, P1: byte(si.slot), Ne: t.maxNe()})
+	switch {
+	case err == nil:
+		if len(b) == 0 || len(b) > maxCertSize {
+			return nil, badCard("attestation of %d bytes", len(b))
+		}
+		c.att = bytes.Clone(b)
+	case errors.Is(err, apdu.ErrWrongData), errors.Is(err, apdu.ErrNotFound), errors.Is(err, apdu.ErrConditions), isUnsupported(err):
+	default:
+		return nil, fmt.Errorf("piv: attest slot %s: %w", si.slot, err)
+	}
+	c.attRead = true
+	return c.att, nil
+}
+
+// loadData reads a data container once; nil when absent.
+func (t *Token) loadData(ctx context.Context, tag uint32) ([]byte, error) {
+	c := t.data[tag]
+	if c != nil && c.read {
+		return c.value, nil
+	}
+	v, err := t.readData(ctx, tag)
+	switch {
+	case err == nil:
+		if len(v) == 0 {
+			v = nil
+		} else {
+			v = bytes.Clone(v)
+		}
+	case errors.Is(err, cards.ErrObjectNotFound), errors.Is(err, cards.ErrLoginRequired):
+		v = nil
+	default:
+		return nil, err
+	}
+	t.data[tag] = &dataCache{read: true, value: v}
+	return v, nil
+}
+
+// parseHandle splits "9a/cert" into the slot and the part; data objects give slot nil and
+// their tag.
+func parseHandle(h string) (si *slotInfo, part string, tag uint32, err error) {
+	a, b, ok := strings.Cut(h, "/")
+	if !ok {
+		return nil, "", 0, fmt.Errorf("piv: handle %q: %w", h, cards.ErrObjectNotFound)
+	}
+	if a == "data" {
+		v, perr := strconv.ParseUint(b, 16, 32)
+		if perr != nil {
+			return nil, "", 0, fmt.Errorf("piv: handle %q: %w", h, cards.ErrObjectNotFound)
+		}
+		for _, d := range dataObjects {
+			if d.tag == uint32(v) {
+				return nil, "data", d.tag, nil
+			}
+		}
+		return nil, "", 0, fmt.Errorf("piv: handle %q: %w", h, cards.ErrObjectNotFound)
+	}
+	si, ok = slotByName(a)
+	if !ok {
+		return nil, "", 0, fmt.Errorf("piv: handle %q: %w", h, cards.ErrObjectNotFound)
+	}
+	switch b {
+	case "cert", "pub", "priv", "attest":
+		return si, b, 0, nil
+	}
+	return nil, "", 0, fmt.Errorf("piv: handle %q: %w", h, cards.ErrObjectNotFound)
+}

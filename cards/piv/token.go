@@ -1,0 +1,376 @@
+package piv
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
+)
+
+// Token is a bound PIV card. Not safe for concurrent use (see cards.Token).
+type Token struct {
+	conn    cards.Conn
+	atr     []byte
+	opt     apdu.Options
+	info    cards.TokenInfo
+	yubico  bool
+	fw      cards.Version
+	hasMeta bool // GET METADATA (YubiKey 5.3)
+	serial  uint32
+	disc    *discovery
+
+	// What this token did to the card's security state since the last reset.
+	userIn, soIn bool
+	// reselect: a transport error left the card's state unknown; the next operation
+	// selects the application first.
+	reselect bool
+
+	// Caches, per insertion.
+	slots     map[Slot]*slotCache
+	data      map[uint32]*dataCache
+	mgmtAlg   byte // 0 until known
+	mgmtMeta  *metadata
+	admin     *adminData
+	adminRead bool
+	pinMax    int
+}
+
+// slotCache is what was read about one key slot.
+type slotCache struct {
+	metaRead bool
+	meta     *metadata // nil: no key (6A88) or not read
+	certRead bool
+	cert     []byte // DER; nil when the object is absent or empty
+	attRead  bool
+	att      []byte // attestation certificate; nil when the card gives none
+	pubRead  bool
+	pub      *keyState
+}
+
+// keyState is what the driver knows of a slot's key.
+type keyState struct {
+	alg         byte
+	pub         publicKey // Key nil when unknown
+	pinPolicy   string
+	touchPolicy string
+	origin      byte // 0 unknown, 1 generated, 2 imported
+}
+
+type dataCache struct {
+	read  bool
+	value []byte // nil: absent
+}
+
+var _ cards.Token = (*Token)(nil)
+
+// Info describes the token; no I/O.
+func (t *Token) Info() cards.TokenInfo { return t.info }
+
+func (t *Token) fwAtLeast(maj, min, patch int) bool {
+	v := t.fw
+	if v.Major != maj {
+		return v.Major > maj
+	}
+	if v.Minor != min {
+		return v.Minor > min
+	}
+	return v.Patch >= patch
+}
+
+// begin starts one operation: Lock, and after a reset (or a transport failure) SELECT
+// with every login forgotten.
+func (t *Token) begin(ctx context.Context) (func(), error) {
+	unlock, reset, err := t.conn.Lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("piv: %w", err)
+	}
+	if reset || t.reselect {
+		t.userIn, t.soIn = false, false
+		if err := t.selectApp(ctx); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	return unlock, nil
+}
+
+func (t *Token) selectApp(ctx context.Context) error {
+	t.reselect = true
+	if _, err := cards.SelectAID(ctx, t.conn, aidPIV, t.opt); err != nil {
+		return fmt.Errorf("piv: select: %w", err)
+	}
+	t.reselect = false
+	return nil
+}
+
+// wrongApplet lists the words a PIV command gets when another application is selected on
+// the card (another process selected it without a reset).
+func wrongApplet(sw apdu.SW) bool {
+	switch sw {
+	case apdu.SWInsNotSupported, apdu.SWClaNotSupported:
+		return true
+	}
+	return false
+}
+
+// exchange sends one command. A transport error marks the card for re-selection. When the
+// answer says another application is selected, the PIV application is selected again
+// (logins are gone then) and the command is sent once more.
+func (t *Token) exchange(ctx context.Context, cmd apdu.Command) (apdu.Response, error) {
+	r, err := apdu.Exchange(ctx, t.conn, cmd, t.opt)
+	if err != nil {
+		t.reselect = true
+		return r, err
+	}
+	if wrongApplet(r.SW) && cmd.INS != insMoveKey && cmd.INS != insGetMetadata {
+		t.userIn, t.soIn = false, false
+		if err := t.selectApp(ctx); err != nil {
+			return apdu.Response{}, err
+		}
+		r, err = apdu.Exchange(ctx, t.conn, cmd, t.opt)
+		if err != nil {
+			t.reselect = true
+		}
+	}
+	return r, err
+}
+
+// do is exchange plus the status word as an error (6982 wraps cards.ErrLoginRequired).
+func (t *Token) do(ctx context.Context, cmd apdu.Command) ([]byte, error) {
+	r, err := t.exchange(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Err(); err != nil {
+		return nil, cards.StatusError(err)
+	}
+	return r.Data, nil
+}
+
+func (t *Token) maxNe() int {
+	if t.opt.Extended {
+		return apdu.MaxExtendedNe
+	}
+	return apdu.MaxShortNe
+}
+
+// readData is GET DATA for one object (SP 800-73-4 part 2 §3.1.2): the value of template
+// 53 (of 7E for the discovery object). Absent objects give cards.ErrObjectNotFound.
+func (t *Token) readData(ctx context.Context, tag uint32) ([]byte, error) {
+	id := apdu.AppendTag(nil, apdu.Tag(tag))
+	b, err := t.do(ctx, apdu.Command{INS: insGetData, P1: 0x3F, P2: 0xFF, Data: apdu.TLVBytes(0x5C, id), Ne: t.maxNe()})
+	if err != nil {
+		if errors.Is(err, apdu.ErrNotFound) {
+			return nil, fmt.Errorf("piv: object %X: %w", tag, cards.ErrObjectNotFound)
+		}
+		return nil, fmt.Errorf("piv: read object %X: %w", tag, err)
+	}
+	if tag == tagDiscovery {
+		return b, nil
+	}
+	return unwrapObject(b, 0x53)
+}
+
+// writeData is PUT DATA (part 2 §3.3.1) of value under tag; admin rights are the caller's.
+func (t *Token) writeData(ctx context.Context, tag uint32, value []byte) error {
+	body := apdu.TLVBytes(0x5C, apdu.AppendTag(nil, apdu.Tag(tag)))
+	body = apdu.AppendTLV(body, 0x53, value)
+	if _, err := t.do(ctx, apdu.Command{INS: insPutData, P1: 0x3F, P2: 0xFF, Data: body}); err != nil {
+		return t.adminErr(fmt.Errorf("piv: write object %X: %w", tag, err))
+	}
+	return nil
+}
+
+func (t *Token) slot(s Slot) *slotCache {
+	c := t.slots[s]
+	if c == nil {
+		c = &slotCache{}
+		t.slots[s] = c
+	}
+	return c
+}
+
+// forget drops what is known of a slot after its key or certificate changed.
+func (t *Token) forget(s Slot) { delete(t.slots, s) }
+
+// loadMeta reads GET METADATA for a slot once (YubiKey 5.3+).
+func (t *Token) loadMeta(ctx context.Context, s Slot) (*metadata, error) {
+	c := t.slot(s)
+	if c.metaRead || !t.hasMeta {
+		return c.meta, nil
+	}
+	b, err := t.do(ctx, apdu.Command{INS: insGetMetadata, P2: byte(s), Ne: t.maxNe()})
+	switch {
+	case err == nil:
+		m, err := parseMetadata(b)
+		if err != nil {
+			return nil, err
+		}
+		c.meta = &m
+	case errors.Is(err, apdu.ErrNotFound):
+	case isUnsupported(err):
+		// Metadata missing after all: fall back to certificates.
+		t.hasMeta = false
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("piv: metadata of slot %s: %w", s, err)
+	}
+	c.metaRead = true
+	return c.meta, nil
+}
+
+// loadCert reads a slot's certificate object once.
+func (t *Token) loadCert(ctx context.Context, si *slotInfo) ([]byte, error) {
+	c := t.slot(si.slot)
+	if c.certRead {
+		return c.cert, nil
+	}
+	b, err := t.readData(ctx, si.certTag)
+	switch {
+	case err == nil:
+		cc, err := parseCertContainer(b)
+		if err != nil {
+			return nil, err
+		}
+		c.cert = cc.DER
+	case errors.Is(err, cards.ErrObjectNotFound):
+	case errors.Is(err, cards.ErrLoginRequired):
+		// A card that protects certificates behind the PIN: treat as absent for now.
+		return nil, nil
+	default:
+		return nil, err
+	}
+	c.certRead = true
+	return c.cert, nil
+}
+
+// loadKey works out the slot's key: from metadata where the card has it, else from the
+// certificate. nil when the slot holds no key (as far as the card tells).
+func (t *Token) loadKey(ctx context.Context, si *slotInfo) (*keyState, error) {
+	c := t.slot(si.slot)
+	if c.pubRead {
+		return c.pub, nil
+	}
+	var ks *keyState
+	m, err := t.loadMeta(ctx, si.slot)
+	if err != nil {
+		return nil, err
+	}
+	if t.hasMeta {
+		if m != nil {
+			ks = &keyState{alg: m.Alg, origin: m.Origin}
+			if m.HasPolicy {
+				ks.pinPolicy, ks.touchPolicy = pinPolicies[m.PINPolicy], touchPolicies[m.TouchPolicy]
+			}
+			if len(m.Public) > 0 {
+				if ks.pub, err = parsePublicKey(m.Alg, m.Public); err != nil {
+					return nil, err
+				}
+			} else if _, _, ok := algInfo(m.Alg); !ok {
+				return nil, badCard("slot %s: key of algorithm %02X", si.slot, m.Alg)
+			}
+		}
+	} else {
+		der, err := t.loadCert(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if der != nil {
+			ks = keyFromCert(der)
+			if ks != nil {
+				ks.pinPolicy = si.defaultPIN
+			}
+		}
+	}
+	c.pubRead, c.pub = true, ks
+	return ks, nil
+}
+
+// keyFromCert takes the key's algorithm and public key from a certificate; nil when the
+// certificate does not parse or holds a key PIV cannot have.
+func keyFromCert(der []byte) *keyState {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil
+	}
+	switch k := cert.PublicKey.(type) {
+	case *rsa.PublicKey:
+		if a, ok := pivAlg(cards.AlgRSA, k.N.BitLen()); ok {
+			return &keyState{alg: a, pub: publicKey{Key: k}}
+		}
+	case *ecdsa.PublicKey:
+		pt, err := k.Bytes()
+		if err != nil {
+			return nil
+		}
+		switch k.Curve {
+		case elliptic.P256():
+			return &keyState{alg: algP256, pub: publicKey{Key: k, Point: pt}}
+		case elliptic.P384():
+			return &keyState{alg: algP384, pub: publicKey{Key: k, Point: pt}}
+		}
+	case ed25519.PublicKey:
+		return &keyState{alg: algEd25519, pub: publicKey{Key: k, Point: bytes.Clone(k)}}
+	case *ecdh.PublicKey:
+		if k.Curve() == ecdh.X25519() {
+			return &keyState{alg: algX25519, pub: publicKey{Key: k, Point: k.Bytes()}}
+		}
+	}
+	return nil
+}
+
+// keyInfo turns a key state into the interface's description.
+func (t *Token) keyInfo(si *slotInfo, ks *keyState) *cards.KeyInfo {
+	ka, bits, _ := algInfo(ks.alg)
+	ki := &cards.KeyInfo{
+		Alg:         ka,
+		Bits:        bits,
+		Public:      ks.pub.Key,
+		ECPoint:     ks.pub.Point,
+		PINPolicy:   ks.pinPolicy,
+		TouchPolicy: ks.touchPolicy,
+		Local:       ks.origin == 1,
+		Slot:        si.slot.String(),
+	}
+	switch ka {
+	case cards.AlgRSA:
+		ki.Sign, ki.Decrypt, ki.RawRSA = true, true, true
+	case cards.AlgECP256, cards.AlgECP384:
+		ki.Sign, ki.Derive = true, true
+	case cards.AlgEd25519:
+		ki.Sign = true
+	case cards.AlgX25519:
+		ki.Derive = true
+	}
+	ki.AlwaysAuth = ks.pinPolicy == "always"
+	return ki
+}
+
+// KeySlots lists the 24 key slots (9A, 9C, 9D, 9E, 82–95) with what the firmware can
+// generate or import there. F9 (attestation) is left out: replacing it is a provisioning
+// step, not something an application does.
+func (t *Token) KeySlots() []cards.KeySlot {
+	algs := []cards.KeyAlg{cards.AlgRSA, cards.AlgECP256, cards.AlgECP384}
+	bits := []int{1024, 2048}
+	if t.fwAtLeast(5, 7, 0) {
+		algs = append(algs, cards.AlgEd25519, cards.AlgX25519)
+		bits = append(bits, 3072, 4096)
+	}
+	var out []cards.KeySlot
+	for _, s := range slots {
+		if s.slot == 0xF9 {
+			continue
+		}
+		out = append(out, cards.KeySlot{ID: []byte{s.id}, Name: s.slot.String(), Label: s.label, Algs: algs, RSABits: bits})
+	}
+	return out
+}
