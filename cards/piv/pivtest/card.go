@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -67,9 +68,11 @@ type Options struct {
 	// StatePath, when set, names a JSON file holding the persistent state: read at New
 	// when it exists, rewritten after every change.
 	StatePath string
-	// PIN, PUK and MgmtKey replace the factory defaults (123456, 12345678,
-	// 010203…0708) on a fresh card. MgmtAlg is the management key's algorithm (default
-	// AES-192 from firmware 5.7, 3DES before).
+	// PIN, PUK and MgmtKey are the values a fresh card starts with instead of the factory
+	// defaults (123456, 12345678, 010203…0708): a card whose owner changed them. MgmtAlg
+	// is the management key's algorithm (default AES-192 from firmware 5.7, 3DES before;
+	// AlgTDES models a 5.7 key set to 3DES, which tools predating AES keys need). GET
+	// METADATA's "default" flag, SET PIN RETRIES and RESET use the factory values.
 	PIN, PUK []byte
 	MgmtKey  []byte
 	MgmtAlg  byte
@@ -127,7 +130,7 @@ func New(opt Options) (*Card, error) {
 			return c, nil
 		}
 	}
-	if err := c.factory(); err != nil {
+	if err := c.factory(true); err != nil {
 		return nil, err
 	}
 	if err := c.save(); err != nil {
@@ -145,35 +148,38 @@ func MustNew(opt Options) *Card {
 	return c
 }
 
-// factory sets the persistent state to what a new card holds (also after RESET, which
-// keeps the attestation key).
-func (c *Card) factory() error {
-	pin, puk := c.opt.PIN, c.opt.PUK
-	if pin == nil {
-		pin = DefaultPIN
-	}
-	if puk == nil {
-		puk = DefaultPUK
-	}
-	pr, ur := c.opt.PINRetries, c.opt.PUKRetries
-	if pr <= 0 {
-		pr = 3
-	}
-	if ur <= 0 {
-		ur = 3
-	}
-	key, alg := c.opt.MgmtKey, c.opt.MgmtAlg
-	if alg == 0 {
-		alg = AlgTDES
-		if c.atLeast(5, 7, 0) {
-			alg = AlgAES192
+// factory sets the persistent state to what a new card holds: with initial, the values
+// Options ask for; otherwise (RESET) Yubico's factory defaults. The attestation key stays.
+func (c *Card) factory(initial bool) error {
+	pin, puk, pr, ur, key, alg := DefaultPIN, DefaultPUK, 3, 3, DefaultMgmtKey, c.defaultMgmtAlg()
+	if initial {
+		if c.opt.PIN != nil {
+			pin = c.opt.PIN
 		}
-	}
-	if key == nil {
-		key = DefaultMgmtKey
+		if c.opt.PUK != nil {
+			puk = c.opt.PUK
+		}
+		if c.opt.PINRetries > 0 {
+			pr = c.opt.PINRetries
+		}
+		if c.opt.PUKRetries > 0 {
+			ur = c.opt.PUKRetries
+		}
+		if c.opt.MgmtKey != nil {
+			key = c.opt.MgmtKey
+		}
+		if c.opt.MgmtAlg != 0 {
+			alg = c.opt.MgmtAlg
+		}
 	}
 	if mgmtKeyLen(alg) != len(key) {
 		return fmt.Errorf("pivtest: management key of %d bytes for algorithm %02X", len(key), alg)
+	}
+	if !validPIN(padPIN(pin)) || !validPIN(padPIN(puk)) || len(pin) > 8 || len(puk) > 8 {
+		return errors.New("pivtest: PIN and PUK must be 6 to 8 bytes, without FF")
+	}
+	if pr > 255 || ur > 255 {
+		return errors.New("pivtest: retry limits are 1 to 255")
 	}
 	old := c.st
 	c.st = persistent{
@@ -187,6 +193,14 @@ func (c *Card) factory() error {
 		return nil
 	}
 	return c.makeAttestation()
+}
+
+// defaultMgmtAlg is the factory management key algorithm: AES-192 from 5.7, else 3DES.
+func (c *Card) defaultMgmtAlg() byte {
+	if c.atLeast(5, 7, 0) {
+		return AlgAES192
+	}
+	return AlgTDES
 }
 
 func padPIN(p []byte) []byte {
@@ -307,7 +321,10 @@ func (c *Card) Transmit(ctx context.Context, raw []byte) ([]byte, error) {
 // respond sends what fits Ne and keeps the rest for GET RESPONSE (61xx).
 func (c *Card) respond(data []byte, sw status, ne int, extended bool) []byte {
 	limit := ne
-	if limit == 0 || (!extended && limit > apdu.MaxShortNe) {
+	switch {
+	case extended && limit == 0:
+		limit = apdu.MaxExtendedNe
+	case limit == 0 || (!extended && limit > apdu.MaxShortNe):
 		limit = apdu.MaxShortNe
 	}
 	if len(data) <= limit {

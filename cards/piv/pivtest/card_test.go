@@ -246,6 +246,34 @@ func TestReset(t *testing.T) {
 	wantSW(t, sw, 0x6982)
 }
 
+func TestBadOptions(t *testing.T) {
+	for name, opt := range map[string]Options{
+		"short PIN":    {PIN: []byte("12345")},
+		"long PUK":     {PUK: []byte("123456789")},
+		"FF in PIN":    {PIN: []byte("1234\xff6")},
+		"mgmt key":     {MgmtKey: make([]byte, 16)},
+		"mgmt alg":     {MgmtAlg: 0x07},
+		"AES-128 size": {MgmtAlg: AlgAES128},
+		"retries":      {PINRetries: 256},
+	} {
+		if _, err := New(opt); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	c := selected(t, Options{PIN: []byte("87654321"), PUK: []byte("abcdefgh"), MgmtAlg: AlgAES128, MgmtKey: make([]byte, 16), PINRetries: 5})
+	wantSW(t, verifyPIN(t, c, "123456"), 0x63C4)
+	wantSW(t, verifyPIN(t, c, "87654321"), 0x9000)
+	wantSW(t, mgmtAuthenticate(t, c, AlgAES128, make([]byte, 16)), 0x9000)
+	data, _ := raw(t, c, "00F7008000")
+	if v, _, _ := apdu.Find(data, 0x05); !bytes.Equal(v, []byte{0}) {
+		t.Fatalf("a configured PIN is not the factory default: %X", data)
+	}
+	data, _ = raw(t, c, "00F7009B00")
+	if v, _, _ := apdu.Find(data, 0x05); !bytes.Equal(v, []byte{0}) {
+		t.Fatalf("a configured management key is not the factory default: %X", data)
+	}
+}
+
 func TestContextCancelled(t *testing.T) {
 	c := selected(t, Options{})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -347,11 +347,12 @@ func rawRSA(k *rsa.PrivateKey, in []byte) ([]byte, error) {
 	return out.FillBytes(make([]byte, size)), nil
 }
 
-// ecdsaSign signs a hash given by the host. Shorter hashes are taken as integers (left
-// padded); longer ones than the field size are refused, as the host must truncate.
+// ecdsaSign signs a hash given by the host. Shorter hashes (even empty) are taken as
+// integers (left padded); longer ones than the field size are refused: hosts truncate
+// (yubico-piv-tool's ykpiv does so before sending).
 func ecdsaSign(k *ecdsa.PrivateKey, hash []byte) ([]byte, error) {
 	size := (k.Curve.Params().BitSize + 7) / 8
-	if len(hash) == 0 || len(hash) > size {
+	if len(hash) > size {
 		return nil, errBadKey
 	}
 	padded := make([]byte, size)

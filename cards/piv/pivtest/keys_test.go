@@ -215,6 +215,17 @@ func checkKey(t *testing.T, c *Card, slot, alg byte, pub crypto.PublicKey) {
 		}
 		_, sw = sign(t, c, alg, slot, make([]byte, (p.Curve.Params().BitSize+7)/8+1))
 		wantSW(t, sw, 0x6A80)
+		// A short (even empty) hash is an integer, as hosts send it untruncated.
+		sig, sw = sign(t, c, alg, slot, h[:20])
+		wantSW(t, sw, 0x9000)
+		if !ecdsa.VerifyASN1(p, h[:20], sig) {
+			t.Fatal("ECDSA signature of a short hash does not verify")
+		}
+		sig, sw = sign(t, c, alg, slot, nil)
+		wantSW(t, sw, 0x9000)
+		if !ecdsa.VerifyASN1(p, nil, sig) {
+			t.Fatal("ECDSA signature of an empty hash does not verify")
+		}
 		peer, _ := ecdsa.GenerateKey(p.Curve, rand.Reader)
 		pe, _ := peer.ECDH()
 		pp, _ := p.ECDH()

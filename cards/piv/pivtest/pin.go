@@ -164,14 +164,7 @@ func (c *Card) doSetRetries(cmd apdu.Command) ([]byte, status) {
 	if cmd.P1 == 0 || cmd.P2 == 0 {
 		return nil, swWrongData
 	}
-	pin, puk := c.opt.PIN, c.opt.PUK
-	if pin == nil {
-		pin = DefaultPIN
-	}
-	if puk == nil {
-		puk = DefaultPUK
-	}
-	c.st.PIN, c.st.PUK = padPIN(pin), padPIN(puk)
+	c.st.PIN, c.st.PUK = padPIN(DefaultPIN), padPIN(DefaultPUK)
 	c.st.PINMax, c.st.PINRetries = int(cmd.P1), int(cmd.P1)
 	c.st.PUKMax, c.st.PUKRetries = int(cmd.P2), int(cmd.P2)
 	c.persist()

@@ -140,7 +140,8 @@ func TestSetPINRetries(t *testing.T) {
 }
 
 func TestYubiKeyReset(t *testing.T) {
-	c := adminCard(t, Options{})
+	c := selected(t, Options{MgmtAlg: AlgTDES, PIN: []byte("24682468")})
+	wantSW(t, mgmtAuthenticate(t, c, AlgTDES, DefaultMgmtKey), 0x9000)
 	if _, err := c.GenerateInSlot(0x9A, AlgECCP256); err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +170,6 @@ func TestYubiKeyReset(t *testing.T) {
 	wantSW(t, verifyPIN(t, c, "123456"), 0x9000)
 	_, sw = do(t, c, insPutData, 0x3F, 0xFF, []byte{0x5C, 3, 0x5F, 0xC1, 0x02, 0x53, 0})
 	wantSW(t, sw, 0x6982) // RESET also drops the management key authentication
+	// Factory values come back: the 5.7 AES-192 key, not the 3DES one the card began with.
 	wantSW(t, mgmtAuthenticate(t, c, AlgAES192, DefaultMgmtKey), 0x9000)
 }

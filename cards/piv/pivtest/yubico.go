@@ -141,15 +141,9 @@ func (c *Card) doMetadata(cmd apdu.Command) ([]byte, status) {
 	var out []byte
 	switch ref := cmd.P2; {
 	case ref == refPIN || ref == refPUK:
-		val, def, tries, max := c.st.PIN, c.opt.PIN, c.st.PINRetries, c.st.PINMax
-		if def == nil {
-			def = DefaultPIN
-		}
+		val, def, tries, max := c.st.PIN, DefaultPIN, c.st.PINRetries, c.st.PINMax
 		if ref == refPUK {
-			val, def, tries, max = c.st.PUK, c.opt.PUK, c.st.PUKRetries, c.st.PUKMax
-			if def == nil {
-				def = DefaultPUK
-			}
+			val, def, tries, max = c.st.PUK, DefaultPUK, c.st.PUKRetries, c.st.PUKMax
 		}
 		out = apdu.TLVBytes(tagMetaAlg, []byte{algPINOrPUK})
 		out = apdu.AppendTLV(out, tagMetaDefault, []byte{boolByte(equalCT(val, padPIN(def)))})
@@ -157,11 +151,7 @@ func (c *Card) doMetadata(cmd apdu.Command) ([]byte, status) {
 	case ref == SlotManagement:
 		out = apdu.TLVBytes(tagMetaAlg, []byte{c.st.MgmtAlg})
 		out = apdu.AppendTLV(out, tagMetaPolicy, []byte{PINPolicyDefault, c.st.MgmtTouch})
-		def := c.opt.MgmtKey
-		if def == nil {
-			def = DefaultMgmtKey
-		}
-		out = apdu.AppendTLV(out, tagMetaDefault, []byte{boolByte(equalCT(c.st.MgmtKey, def))})
+		out = apdu.AppendTLV(out, tagMetaDefault, []byte{boolByte(equalCT(c.st.MgmtKey, DefaultMgmtKey))})
 	case keySlotValid(ref):
 		k, ok := c.st.Keys[ref]
 		if !ok {
@@ -300,7 +290,7 @@ func (c *Card) doReset(cmd apdu.Command) ([]byte, status) {
 	if c.st.PINRetries != 0 || c.st.PUKRetries != 0 {
 		return nil, swConditions
 	}
-	if err := c.factory(); err != nil {
+	if err := c.factory(false); err != nil {
 		return nil, swNoPrecise
 	}
 	c.resetVolatile()
