@@ -1,0 +1,338 @@
+package pcsc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/internal/trace"
+)
+
+// Card is a shared-mode connection to the card in one reader. It implements
+// apdu.Transmitter and, with Lock, cards.Conn.
+//
+// Methods are safe for concurrent use, but a card answers one command at a time: callers
+// serialise their exchanges with Lock (a PC/SC transaction).
+type Card struct {
+	reader string
+
+	mu       sync.Mutex
+	ctxh     ctxHandle // a PC/SC context of this card's own
+	ctxValid bool
+	h        cardHandle
+	proto    uint32
+	atr      []byte
+	dead     bool // handle lost with the service: the next Lock connects again
+	closed   bool
+}
+
+// Connect connects to the card in reader, shared, T=0 or T=1 (whichever the card and
+// reader choose). An empty reader gives ErrNoCard, an unknown one ErrNoReader.
+func (c *Context) Connect(ctx context.Context, reader string) (*Card, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.isClosed() {
+		return nil, ErrClosed
+	}
+	k := &Card{reader: reader}
+	if err := k.connect(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// connect establishes the card's context if needed and connects. Called without k.mu
+// held by anyone else (Connect) or with it (reconnectFresh).
+func (k *Card) connect() error {
+	if !k.ctxValid {
+		h, code := scEstablish()
+		if code != codeSuccess {
+			return wrap("establish context", code)
+		}
+		k.ctxh, k.ctxValid = h, true
+	}
+	h, proto, code := scConnect(k.ctxh, k.reader)
+	if serviceLost(code) {
+		scRelease(k.ctxh)
+		k.ctxValid = false
+		nh, c2 := scEstablish()
+		if c2 != codeSuccess {
+			return wrap("establish context", c2)
+		}
+		k.ctxh, k.ctxValid = nh, true
+		h, proto, code = scConnect(k.ctxh, k.reader)
+	}
+	if code != codeSuccess {
+		scRelease(k.ctxh)
+		k.ctxValid = false
+		return wrap(fmt.Sprintf("connect %q", k.reader), code)
+	}
+	_, p2, atr, code := scStatus(h)
+	if code != codeSuccess {
+		scDisconnect(h, leaveCard)
+		scRelease(k.ctxh)
+		k.ctxValid = false
+		return cardError(fmt.Sprintf("status %q", k.reader), code)
+	}
+	if p2 != 0 {
+		proto = p2
+	}
+	k.h, k.proto, k.atr, k.dead = h, proto, atr, false
+	return nil
+}
+
+// Reader is the name of the reader the card is in.
+func (k *Card) Reader() string { return k.reader }
+
+// ATR is the card's answer to reset, as read at Connect (or the last reconnection).
+func (k *Card) ATR() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]byte(nil), k.atr...)
+}
+
+// cardError maps a code from a card call: removal and reset get their sentinels; a dead
+// handle (pcscd restarted) reads as a reset, since the card was powered down with it.
+func cardError(op string, code uint32) error {
+	switch {
+	case code == codeNoSmartcard:
+		e := wrap(op, code).(*codeError)
+		e.sentinel = ErrCardRemoved
+		return e
+	case serviceLost(code):
+		e := wrap(op, code).(*codeError)
+		e.sentinel = ErrCardReset
+		e.hint = "connection to pcscd lost"
+		return e
+	}
+	return wrap(op, code)
+}
+
+// maxCommand is the largest command APDU: header, extended Lc, 65535 data bytes, Le.
+const maxCommand = 4 + 3 + 65535 + 2
+
+// Transmit sends one command APDU and returns the response, status word included. It
+// fails with ErrCardRemoved or ErrCardReset when the card left or was reset (then Lock
+// again: it reports the reset). Every APDU is traced under "apdu", redacted.
+func (k *Card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(cmd) < 4 || len(cmd) > maxCommand {
+		return nil, fmt.Errorf("pcsc: transmit: command of %d bytes", len(cmd))
+	}
+	k.mu.Lock()
+	h, proto, closed, dead := k.h, k.proto, k.closed, k.dead
+	k.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if dead {
+		return nil, cardError("transmit", codeInvalidHandle)
+	}
+	if proto != protoT0 && proto != protoT1 {
+		return nil, fmt.Errorf("pcsc: transmit: card in %q uses protocol %d, not T=0 or T=1", k.reader, proto)
+	}
+	if trace.On("apdu") {
+		trace.Printf("apdu", "%s > % X", k.reader, apdu.Redact(cmd))
+	}
+	resp, code := scTransmit(h, proto, cmd)
+	if code != codeSuccess {
+		if serviceLost(code) {
+			k.markDead(h)
+		}
+		return nil, cardError("transmit", code)
+	}
+	if trace.On("apdu") {
+		trace.Printf("apdu", "%s < % X", k.reader, apdu.RedactResponse(cmd, resp))
+	}
+	return resp, nil
+}
+
+func (k *Card) markDead(h cardHandle) {
+	k.mu.Lock()
+	if k.h == h {
+		k.dead = true
+	}
+	k.mu.Unlock()
+}
+
+// Lock begins a PC/SC transaction: until unlock, no other program talks to the card.
+// reset is true when the card was reset since the last Lock (by another program, a
+// reconnection, or a pcscd restart): the caller re-selects its application and forgets
+// login state. A removed card gives ErrCardRemoved; a different card in the reader after
+// a pcscd restart reads as removed too. unlock may be called more than once.
+//
+// While another program holds a transaction Lock waits; ctx ending returns ctx.Err() (the
+// transaction, if obtained later, is ended at once).
+func (k *Card) Lock(ctx context.Context) (unlock func(), reset bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		k.mu.Lock()
+		if k.closed {
+			k.mu.Unlock()
+			return nil, false, ErrClosed
+		}
+		if k.dead {
+			if err := k.reconnectFresh(); err != nil {
+				k.mu.Unlock()
+				return nil, false, err
+			}
+			reset = true
+		}
+		h := k.h
+		k.mu.Unlock()
+
+		code, err := k.begin(ctx, h)
+		if err != nil {
+			return nil, false, err
+		}
+		switch {
+		case code == codeSuccess:
+			return k.unlocker(h), reset, nil
+		case code == codeResetCard:
+			if err := k.reconnect(h, leaveCard); err != nil {
+				return nil, false, err
+			}
+			reset = true
+		case code == codeRemovedCard || code == codeNoSmartcard:
+			return nil, false, cardError("begin transaction", codeRemovedCard)
+		case serviceLost(code):
+			k.markDead(h)
+		default:
+			return nil, false, cardError("begin transaction", code)
+		}
+	}
+	return nil, false, fmt.Errorf("pcsc: begin transaction on %q: card keeps resetting", k.reader)
+}
+
+// begin runs SCardBeginTransaction, which pcsc-lite retries internally while another
+// program holds the card; ctx ending abandons the wait.
+func (k *Card) begin(ctx context.Context, h cardHandle) (uint32, error) {
+	if ctx.Done() == nil {
+		return scBeginTransaction(h), nil
+	}
+	res := make(chan uint32, 1)
+	go func() {
+		code := scBeginTransaction(h)
+		select {
+		case res <- code:
+		default:
+		}
+	}()
+	select {
+	case code := <-res:
+		return code, nil
+	case <-ctx.Done():
+	}
+	// Abandoned: whoever gets the result ends a transaction that was obtained too late.
+	go func() {
+		if code := <-res; code == codeSuccess {
+			scEndTransaction(h, leaveCard)
+		}
+	}()
+	return 0, ctx.Err()
+}
+
+func (k *Card) unlocker(h cardHandle) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() { scEndTransaction(h, leaveCard) })
+	}
+}
+
+// reconnect runs SCardReconnect on h with disposition and refreshes the ATR.
+func (k *Card) reconnect(h cardHandle, disposition uint32) error {
+	proto, code := scReconnect(h, disposition)
+	if code == codeRemovedCard || code == codeNoSmartcard {
+		return cardError("reconnect", codeRemovedCard)
+	}
+	if serviceLost(code) {
+		k.markDead(h)
+		return nil // the caller's next attempt connects again
+	}
+	if code != codeSuccess {
+		return cardError("reconnect", code)
+	}
+	_, _, atr, code := scStatus(h)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.h == h {
+		k.proto = proto
+		if code == codeSuccess {
+			k.atr = atr
+		}
+	}
+	return nil
+}
+
+// Reconnect re-negotiates the connection; with reset the card is warm-reset (all
+// selection and login state on the card is lost).
+func (k *Card) Reconnect(ctx context.Context, reset bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	k.mu.Lock()
+	h, closed := k.h, k.closed
+	k.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	d := uint32(leaveCard)
+	if reset {
+		d = resetCard
+	}
+	return k.reconnect(h, d)
+}
+
+// reconnectFresh replaces a handle lost with pcscd by a new connection. The card was
+// powered down meanwhile; a different ATR means a different card: ErrCardRemoved.
+// Called with k.mu held.
+func (k *Card) reconnectFresh() error {
+	if k.ctxValid {
+		scRelease(k.ctxh) // dead with the old pcscd; releases client-side state
+		k.ctxValid = false
+	}
+	old := k.atr
+	if err := k.connect(); err != nil {
+		if errors.Is(err, ErrNoCard) {
+			return cardError("reconnect", codeRemovedCard)
+		}
+		return err
+	}
+	if !bytes.Equal(old, k.atr) {
+		scDisconnect(k.h, leaveCard)
+		k.dead = true
+		return fmt.Errorf("pcsc: reconnect %q: a different card is in the reader: %w", k.reader, ErrCardRemoved)
+	}
+	return nil
+}
+
+// Close disconnects, leaving the card as it is (SCARD_LEAVE_CARD), and releases the
+// card's context. Close is idempotent.
+func (k *Card) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return nil
+	}
+	k.closed = true
+	var err error
+	if !k.dead {
+		if code := scDisconnect(k.h, leaveCard); code != codeSuccess && !serviceLost(code) &&
+			code != codeRemovedCard && code != codeResetCard {
+			err = wrap("disconnect", code)
+		}
+	}
+	if k.ctxValid {
+		scRelease(k.ctxh)
+		k.ctxValid = false
+	}
+	return err
+}

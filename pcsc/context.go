@@ -1,0 +1,395 @@
+package pcsc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Context is a connection to the PC/SC service. It survives a restart of pcscd: a call
+// that finds the service gone or the context invalid establishes a new one once and, when
+// repeating the call is harmless (listing, status), repeats it.
+//
+// A Context holds two PC/SC contexts: one for listing and status, one for Wait, so a
+// blocked Wait never delays the others. Each Card gets a PC/SC context of its own, because
+// pcsc-lite serialises calls per context and a transaction waiting for another program's
+// card would otherwise stall every reader.
+type Context struct {
+	mu      sync.Mutex
+	h       ctxHandle
+	valid   bool
+	closed  bool
+	closing chan struct{} // closed by Close: wakes Wait
+
+	waitMu  sync.Mutex // one Wait at a time; guards wh
+	wh      ctxHandle
+	whValid bool
+}
+
+// Establish connects to the PC/SC service (SCARD_SCOPE_SYSTEM). With pcscd not running it
+// returns an error wrapping ErrNoService whose message says how to start it.
+func Establish(ctx context.Context) (*Context, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h, code := scEstablish()
+	if code != codeSuccess {
+		return nil, wrap("establish context", code)
+	}
+	return &Context{h: h, valid: true, closing: make(chan struct{})}, nil
+}
+
+// Close releases the contexts and ends a Wait in progress (it returns ErrClosed). Cards
+// connected through c stay usable until their own Close. Close is idempotent.
+func (c *Context) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.closing)
+	h, valid := c.h, c.valid
+	c.valid = false
+	c.mu.Unlock()
+	var err error
+	if valid {
+		if code := scRelease(h); code != codeSuccess && !serviceLost(code) {
+			err = wrap("release context", code)
+		}
+	}
+	c.waitMu.Lock() // Wait has seen closing and returned
+	if c.whValid {
+		scRelease(c.wh)
+		c.whValid = false
+	}
+	c.waitMu.Unlock()
+	return err
+}
+
+// handle returns the current context handle, establishing one if an earlier
+// re-establishment failed.
+func (c *Context) handle() (ctxHandle, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, ErrClosed
+	}
+	if !c.valid {
+		h, code := scEstablish()
+		if code != codeSuccess {
+			return 0, wrap("establish context", code)
+		}
+		c.h, c.valid = h, true
+	}
+	return c.h, nil
+}
+
+// reestablish replaces the dead handle old, unless another goroutine already did.
+func (c *Context) reestablish(old ctxHandle) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	if c.valid && c.h != old {
+		return nil
+	}
+	if c.valid {
+		scRelease(old)
+		c.valid = false
+	}
+	h, code := scEstablish()
+	if code != codeSuccess {
+		return wrap("establish context", code)
+	}
+	c.h, c.valid = h, true
+	return nil
+}
+
+// do runs fn on the context handle. When the service was lost it re-establishes the
+// context once and runs fn again.
+func (c *Context) do(fn func(h ctxHandle) uint32) (uint32, error) {
+	h, err := c.handle()
+	if err != nil {
+		return 0, err
+	}
+	code := fn(h)
+	if serviceLost(code) {
+		if err := c.reestablish(h); err != nil {
+			return code, err
+		}
+		if h, err = c.handle(); err != nil {
+			return code, err
+		}
+		code = fn(h)
+	}
+	return code, nil
+}
+
+// Readers lists the readers pcscd knows. No readers is an empty slice and a nil error.
+func (c *Context) Readers(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var names []string
+	code, err := c.do(func(h ctxHandle) uint32 {
+		var code uint32
+		names, code = scListReaders(h)
+		return code
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch code {
+	case codeSuccess:
+	case codeNoReaders:
+		return []string{}, nil
+	default:
+		return nil, wrap("list readers", code)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
+// Status reports the readers' current state. readers nil means every reader. A reader
+// that does not exist comes back with Unknown set.
+func (c *Context) Status(ctx context.Context, readers []string) ([]ReaderState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if readers == nil {
+		var err error
+		if readers, err = c.Readers(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if len(readers) == 0 {
+		return []ReaderState{}, nil
+	}
+	states := make([]scState, len(readers))
+	for i, r := range readers {
+		states[i] = scState{reader: r, current: stateUnaware}
+	}
+	code, err := c.do(func(h ctxHandle) uint32 { return scGetStatusChange(h, 0, states) })
+	if err != nil {
+		return nil, err
+	}
+	switch code {
+	case codeSuccess, codeTimeout:
+	case codeUnknownReader:
+		return c.statusEach(ctx, readers)
+	default:
+		return nil, wrap("reader status", code)
+	}
+	out := make([]ReaderState, len(readers))
+	for i, s := range states {
+		out[i] = decodeState(s.reader, s.event, s.atr)
+	}
+	return out, nil
+}
+
+// statusEach is Status for a list holding a reader that left (older pcsc-lite fails the
+// whole call for it): the known ones are asked, the others marked Unknown.
+func (c *Context) statusEach(ctx context.Context, readers []string) ([]ReaderState, error) {
+	have, err := c.Readers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var present []string
+	for _, r := range readers {
+		if slices.Contains(have, r) {
+			present = append(present, r)
+		}
+	}
+	got := map[string]ReaderState{}
+	if len(present) > 0 && len(present) < len(readers) {
+		st, err := c.Status(ctx, present)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range st {
+			got[s.Name] = s
+		}
+	}
+	out := make([]ReaderState, len(readers))
+	for i, r := range readers {
+		if s, ok := got[r]; ok {
+			out[i] = s
+		} else {
+			out[i] = decodeState(r, stateUnknown, nil)
+		}
+	}
+	return out, nil
+}
+
+// waitHandle returns the Wait context, establishing it when needed. Called with waitMu.
+func (c *Context) waitHandle() (ctxHandle, error) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return 0, ErrClosed
+	}
+	if !c.whValid {
+		h, code := scEstablish()
+		if code != codeSuccess {
+			return 0, wrap("establish context", code)
+		}
+		c.wh, c.whValid = h, true
+	}
+	return c.wh, nil
+}
+
+func (c *Context) dropWaitHandle() {
+	if c.whValid {
+		scRelease(c.wh)
+		c.whValid = false
+	}
+}
+
+// cancelRetry is how often a cancelled Wait repeats SCardCancel until the blocked call
+// returns (a cancel that lands just before the call starts is lost otherwise).
+const cancelRetry = 50 * time.Millisecond
+
+// Wait blocks until the set of readers differs from the readers in known (the PnP
+// notification reader wakes it on an addition or removal), or one of the known readers
+// changes: a card inserted or removed, a card swapped between two calls (the event counter
+// in Raw differs), a reader turning mute or unavailable. It then returns the state of
+// every reader. Changes that do not matter to a slot (another program connecting) do not
+// end the wait. Pass the result of Status or the previous Wait as known; nil returns at
+// once when there are readers.
+//
+// ctx ending returns ctx.Err(); Close returns ErrClosed. When pcscd goes away Wait
+// re-establishes once; if the service is back it returns the new state (counters restart,
+// so every known card reads as changed), else an error wrapping ErrNoService.
+//
+// One Wait runs at a time per Context; a second waits for the first.
+func (c *Context) Wait(ctx context.Context, known []ReaderState) ([]ReaderState, error) {
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		wh, err := c.waitHandle()
+		if err != nil {
+			return nil, err
+		}
+		names, err := c.Readers(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !sameReaders(names, known) {
+			return c.Status(ctx, names)
+		}
+		states := make([]scState, 0, len(known)+1)
+		for _, k := range known {
+			states = append(states, scState{reader: k.Name, current: currentState(k)})
+		}
+		states = append(states, scState{reader: pnpReader, current: uint32(len(names)) << 16})
+		code := c.blockingStatusChange(ctx, wh, states)
+		switch {
+		case code == codeSuccess, code == codeTimeout, code == codeUnknownReader:
+		case code == codeCancelled || code == codeSystemCancelled:
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if c.isClosed() {
+				return nil, ErrClosed
+			}
+			continue
+		case serviceLost(code):
+			c.dropWaitHandle()
+			if _, err := c.waitHandle(); err != nil {
+				return nil, err
+			}
+			return c.Status(ctx, nil)
+		default:
+			return nil, wrap("wait for reader change", code)
+		}
+		if c.isClosed() {
+			return nil, ErrClosed
+		}
+		now, err := c.Status(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if !sameReaders(readerNames(now), known) {
+			return now, nil
+		}
+		for i := range now {
+			if Changed(known[i], now[i]) {
+				return now, nil
+			}
+		}
+		known = now // only flags a slot ignores moved: wait again from here
+	}
+}
+
+func (c *Context) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// blockingStatusChange runs SCardGetStatusChange without timeout, cancelled when ctx ends
+// or the Context closes.
+func (c *Context) blockingStatusChange(ctx context.Context, wh ctxHandle, states []scState) uint32 {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+		case <-c.closing:
+		}
+		for {
+			scCancel(wh)
+			select {
+			case <-done:
+				return
+			case <-time.After(cancelRetry):
+			}
+		}
+	}()
+	code := scGetStatusChange(wh, infinite, states)
+	close(done)
+	wg.Wait()
+	return code
+}
+
+// sameReaders reports whether names and the readers of known are the same list, in order.
+func sameReaders(names []string, known []ReaderState) bool {
+	if len(names) != len(known) {
+		return false
+	}
+	for i := range names {
+		if names[i] != known[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+func readerNames(s []ReaderState) []string {
+	out := make([]string, len(s))
+	for i := range s {
+		out[i] = s[i].Name
+	}
+	return out
+}
+
+// String names the context for debugging.
+func (c *Context) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("pcsc.Context(closed=%v)", c.closed)
+}

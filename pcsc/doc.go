@@ -1,0 +1,45 @@
+// Package pcsc talks to smart card readers through the PC/SC service (pcsc-lite's pcscd on
+// Linux and BSD, the system service on macOS and Windows) and identifies USB readers.
+// It is the only package that calls libpcsclite (directly through cgo) or libusb (through
+// github.com/google/gousb).
+//
+// # What it offers
+//
+//   - Context: Establish (SCARD_SCOPE_SYSTEM), Readers, Status, Wait, Connect, Close.
+//     A Context survives a pcscd restart: calls that meet SCARD_E_NO_SERVICE,
+//     SCARD_E_SERVICE_STOPPED, SCARD_E_INVALID_HANDLE or SCARD_F_COMM_ERROR establish a
+//     new context once and repeat themselves when that is harmless (listing, status).
+//   - Wait uses SCardGetStatusChange with the `\\?PnP?\Notification` reader, so adding or
+//     removing a reader wakes it, and passes the previous event state back, including the
+//     pcsc-lite event counter in its upper 16 bits, so a card swapped between two waits is
+//     seen. It is cancelled through SCardCancel when ctx ends.
+//   - Card (shared mode, T=0 or T=1): Transmit with the PCI of the active protocol, Lock
+//     (SCardBeginTransaction; a reset by another program is answered by SCardReconnect
+//     with SCARD_LEAVE_CARD and reported as reset=true), Reconnect, Close
+//     (SCARD_LEAVE_CARD). It implements apdu.Transmitter and cards.Conn.
+//   - Errors: PC/SC codes become ErrNoService, ErrNoReader, ErrNoCard, ErrCardRemoved,
+//     ErrCardReset, ErrSharingViolation, ErrTimeout, ErrCardUnresponsive; each error also
+//     wraps *Error with the raw code.
+//   - USBReaders and MatchUSB put a USB identity (VID:PID, strings, serial) on a reader.
+//   - Stats counts PC/SC calls, for benchmarks that hold us to few round trips.
+//
+// # Tracing
+//
+// With P11CARD_DEBUG=pcsc every PC/SC call is traced with its result and duration; with
+// apdu every command and response, passed through apdu.Redact and apdu.RedactResponse
+// first: PINs, keys and decrypted data never reach the trace.
+//
+// # Concurrency
+//
+// Context and Card are safe for concurrent use. A Context holds one PC/SC context for
+// listing and status and one for Wait; every Card has a context of its own, because
+// pcsc-lite serialises calls per context and a transaction waiting for another program
+// would otherwise stall every reader. Wait runs one at a time per Context.
+//
+// # Limits
+//
+// Shared mode only; no direct (reader control) connections, no pinpad (FEATURE_VERIFY_PIN)
+// yet. pcsc-lite retries SCardBeginTransaction internally while another program holds the
+// card; Lock returns when ctx ends, but Close of that Card waits for the retry loop. A
+// Card does not follow its card across removal: after ErrCardRemoved connect again.
+package pcsc
