@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +62,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if sharedRig != nil {
 		sharedRig.Stop()
+	}
+	if cliDir != "" {
+		os.RemoveAll(cliDir)
 	}
 	os.Exit(code)
 }
@@ -148,4 +154,32 @@ func runToolErr(t testing.TB, name string, args ...string) (string, error) {
 	defer cancel()
 	out, err := toolCmd(t, ctx, name, args...).CombinedOutput()
 	return string(out), err
+}
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+	cliDir  string
+)
+
+// p11card returns the path of a p11-card binary built from this tree (once per test
+// run), for tests of the CLI against the rig. Run it with toolCmd or runTool.
+func p11card(t testing.TB) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		cliDir, cliErr = os.MkdirTemp("", "p11card-cli-")
+		if cliErr != nil {
+			return
+		}
+		cliPath = filepath.Join(cliDir, "p11-card")
+		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", cliPath, "../cmd/p11-card")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cliErr = fmt.Errorf("go build ./cmd/p11-card: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatalf("%v", cliErr)
+	}
+	return cliPath
 }

@@ -3,11 +3,15 @@
 package hwtest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -239,5 +243,136 @@ func TestRigRoundTrip(t *testing.T) {
 	}
 	if per > 10*time.Millisecond {
 		t.Errorf("APDU round trip %v: delayed ACKs are back (want well under 10 ms)", per)
+	}
+}
+
+// TestCLIReaders runs `p11-card readers` against the rig.
+func TestCLIReaders(t *testing.T) {
+	r := testRig(t)
+	bin := p11card(t)
+	c := newRigCard()
+	insert(t, 2, c)
+	out := runTool(t, bin, "readers", "--json")
+	var doc struct {
+		Readers []struct {
+			Slot        uint64 `json:"slot"`
+			Name        string `json:"name"`
+			CardPresent bool   `json:"card_present"`
+			ATR         string `json:"atr"`
+			Error       string `json:"error"`
+		} `json:"readers"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("readers --json: %v\n%s", err, out)
+	}
+	if len(doc.Readers) != r.Readers() {
+		t.Fatalf("%d readers, want %d:\n%s", len(doc.Readers), r.Readers(), out)
+	}
+	for i, rd := range doc.Readers {
+		if rd.Name != r.ReaderName(i) || rd.Slot != uint64(i+1) {
+			t.Errorf("reader %d: slot %d %q, want slot %d %q", i, rd.Slot, rd.Name, i+1, r.ReaderName(i))
+		}
+		if rd.CardPresent != (i == 2) {
+			t.Errorf("reader %d: card_present %v", i, rd.CardPresent)
+		}
+	}
+	if got := doc.Readers[2]; got.ATR != fmt.Sprintf("%X", c.ATR()) || !strings.Contains(got.Error, "not recognized") {
+		t.Errorf("reader 2: ATR %s error %q", got.ATR, got.Error)
+	}
+	text := runTool(t, bin, "readers")
+	if !strings.Contains(text, "Slot 3  "+r.ReaderName(2)+"\n  card:      present, ATR "+fmt.Sprintf("%X", c.ATR())) {
+		t.Errorf("readers:\n%s", text)
+	}
+}
+
+// TestCLIReadersNoPCSCD: a pcscd that is not there gets a plain message.
+func TestCLIReadersNoPCSCD(t *testing.T) {
+	bin := p11card(t)
+	cmd := exec.Command(bin, "readers")
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+filepath.Join(t.TempDir(), "pcscd.comm"))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cannot reach the pcscd at PCSCLITE_CSOCK_NAME") || !strings.Contains(string(out), "p11-card rig up") {
+		t.Errorf("readers without pcscd: %v\n%s", err, out)
+	}
+}
+
+// TestCLIWatch: `p11-card watch --json` reports an insertion and a removal.
+func TestCLIWatch(t *testing.T) {
+	r := testRig(t)
+	bin := p11card(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := toolCmd(t, ctx, bin, "watch", "--json")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("watch after SIGINT: %v", err)
+		}
+	}()
+	ready := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case ready <- sc.Text():
+			default:
+			}
+		}
+	}()
+	events := make(chan map[string]any, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				events <- m
+			}
+		}
+		close(events)
+	}()
+	select {
+	case l := <-ready:
+		if !strings.HasPrefix(l, "watching") {
+			t.Fatalf("watch said %q", l)
+		}
+	case <-ctx.Done():
+		t.Fatal("watch never started watching")
+	}
+	want := func(event, reader string) map[string]any {
+		t.Helper()
+		for {
+			select {
+			case m, ok := <-events:
+				if !ok {
+					t.Fatalf("watch ended before %s", event)
+				}
+				if m["event"] == event && m["reader"] == reader && m["initial"] == nil {
+					return m
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s event for %q", event, reader)
+			}
+		}
+	}
+	c := newRigCard()
+	insert(t, 3, c)
+	if m := want("card-inserted", r.ReaderName(3)); m["atr"] != fmt.Sprintf("%X", c.ATR()) {
+		t.Errorf("insertion event: %v", m)
+	}
+	remove(t, 3)
+	m := want("card-removed", r.ReaderName(3))
+	if _, err := time.Parse(time.RFC3339, fmt.Sprint(m["time"])); err != nil {
+		t.Errorf("time %v: %v", m["time"], err)
 	}
 }
