@@ -19,6 +19,8 @@ const (
 	tagChallenge   = 0x81
 	tagResponse    = 0x82
 	tagExponentiat = 0x85
+
+	algTDESDefault = 0x00 // SP 800-78-4 table 6-2: 3 key Triple DES, ECB
 )
 
 func mgmtKeyLen(alg byte) int {
@@ -64,7 +66,7 @@ func (c *Card) doGeneralAuth(ctx context.Context, cmd apdu.Command) ([]byte, sta
 	if cmd.P2 == SlotManagement {
 		return c.mgmtAuth(cmd.P1, items, present)
 	}
-	if !keySlotValid(cmd.P2) {
+	if !userSlot(cmd.P2) { // F9 signs attestations only
 		return nil, swBadP1P2
 	}
 	return c.privateOp(ctx, cmd.P1, cmd.P2, items, present)
@@ -74,6 +76,9 @@ func (c *Card) doGeneralAuth(ctx context.Context, cmd apdu.Command) ([]byte, sta
 // 80 decrypted witness + 81 challenge → 82 encrypted challenge) and external
 // authentication (81 empty → challenge; 82 encrypted challenge).
 func (c *Card) mgmtAuth(alg byte, items map[apdu.Tag][]byte, present map[apdu.Tag]bool) ([]byte, status) {
+	if alg == algTDESDefault && c.st.MgmtAlg == AlgTDES {
+		alg = AlgTDES // SP 800-78-4 table 6-2: 00 is 3DES too, and a YubiKey takes it
+	}
 	if alg != c.st.MgmtAlg {
 		c.mgmtPending, c.mgmtMode = nil, 0
 		return nil, swBadP1P2
@@ -204,10 +209,10 @@ func (c *Card) privateOp(ctx context.Context, alg, slot byte, items map[apdu.Tag
 	return apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagResponse, out)), swOK
 }
 
-// doSetMgmtKey is Yubico's SET MANAGEMENT KEY (FF): P1 FF, P2 FF (no touch) or FE
-// (touch), data algorithm || 9B length key.
+// doSetMgmtKey is Yubico's SET MANAGEMENT KEY (FF): P1 FF, P2 FF (no touch), FE (touch)
+// or FD (touch, cached), data algorithm || 9B length key.
 func (c *Card) doSetMgmtKey(cmd apdu.Command) ([]byte, status) {
-	if cmd.P1 != 0xFF || (cmd.P2 != 0xFF && cmd.P2 != 0xFE) {
+	if cmd.P1 != 0xFF || cmd.P2 < 0xFD {
 		return nil, swBadP1P2
 	}
 	if !c.mgmtOK {
@@ -227,10 +232,7 @@ func (c *Card) doSetMgmtKey(cmd apdu.Command) ([]byte, status) {
 	}
 	c.st.MgmtAlg = alg
 	c.st.MgmtKey = append([]byte(nil), t.Value...)
-	c.st.MgmtTouch = TouchPolicyNever
-	if cmd.P2 == 0xFE {
-		c.st.MgmtTouch = TouchPolicyAlways
-	}
+	c.st.MgmtTouch = map[byte]byte{0xFF: TouchPolicyNever, 0xFE: TouchPolicyAlways, 0xFD: TouchPolicyCached}[cmd.P2]
 	c.persist()
 	return nil, swOK
 }

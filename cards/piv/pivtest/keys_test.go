@@ -35,6 +35,15 @@ func TestMgmtAuth(t *testing.T) {
 	t.Run("5.4 default 3DES", func(t *testing.T) {
 		c := selected(t, Options{Firmware: [3]byte{5, 4, 3}})
 		wantSW(t, mgmtAuthenticate(t, c, AlgTDES, DefaultMgmtKey), 0x9000)
+		// P1 00 is 3DES too (SP 800-78-4 table 6-2), as Yubico's own examples send it.
+		data, sw := raw(t, c, "0087009B04 7C028100")
+		wantSW(t, sw, 0x9000)
+		if len(data) != 12 || data[0] != 0x7C || data[2] != 0x81 || data[3] != 8 {
+			t.Fatalf("challenge %X", data)
+		}
+		aes := selected(t, Options{})
+		_, sw = raw(t, aes, "0087009B04 7C028100")
+		wantSW(t, sw, 0x6A86)
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		c := selected(t, Options{})
@@ -80,7 +89,11 @@ func TestSetMgmtKey(t *testing.T) {
 	wantSW(t, mgmtAuthenticate(t, c, AlgAES192, DefaultMgmtKey), 0x9000)
 	wantSW(t, set(0xFF, AlgAES256, newKey[:24]), 0x6A80)
 	wantSW(t, set(0xFF, 0x07, newKey), 0x6A80)
-	wantSW(t, set(0xFD, AlgAES256, newKey), 0x6A86)
+	wantSW(t, set(0xFC, AlgAES256, newKey), 0x6A86)
+	wantSW(t, set(0xFD, AlgAES256, newKey), 0x9000)
+	if data, _ := raw(t, c, "00F7009B00"); !bytes.Contains(data, []byte{0x02, 0x02, 0x00, 0x03}) {
+		t.Fatalf("cached touch policy not in metadata: %X", data)
+	}
 	wantSW(t, set(0xFE, AlgAES256, newKey), 0x9000)
 	data, _ := do(t, c, insGetMetadata, 0, 0x9B, nil)
 	if want := []byte{0x01, 0x01, 0x0C, 0x02, 0x02, 0x00, 0x02, 0x05, 0x01, 0x00}; !bytes.Equal(data, want) {
@@ -312,7 +325,6 @@ func TestGenerateErrors(t *testing.T) {
 		sw    apdu.SW
 	}{
 		{"slot 9B", 0x9B, AlgECCP256, nil, 0x6A86},
-		{"slot F9", 0xF9, AlgECCP256, nil, 0x6A86},
 		{"slot 96", 0x96, AlgECCP256, nil, 0x6A86},
 		{"alg 3DES", 0x9A, AlgTDES, nil, 0x6A80},
 		{"alg 00", 0x9A, 0x00, nil, 0x6A80},
@@ -331,6 +343,9 @@ func TestGenerateErrors(t *testing.T) {
 	wantSW(t, sw, 0x6A80)
 	_, sw = do(t, c, insGenerate, 1, 0x9A, []byte{0xAC, 0x03, 0x80, 0x01, 0x11})
 	wantSW(t, sw, 0x6A86)
+	// The attestation key may be replaced.
+	_, sw = generate(t, c, 0xF9, AlgECCP384)
+	wantSW(t, sw, 0x9000)
 	// Empty slot.
 	_, sw = sign(t, c, AlgECCP256, 0x9A, make([]byte, 32))
 	wantSW(t, sw, 0x6A80)
@@ -544,13 +559,31 @@ func TestAttest(t *testing.T) {
 	wantSW(t, sw, 0x6A88)
 	_, sw = raw(t, c, "00F99B0000")
 	wantSW(t, sw, 0x6A86)
-	// F9 signs without a PIN (policy never).
+	// F9 signs attestations, nothing else.
 	meta, _ := do(t, c, insGetMetadata, 0, 0xF9, nil)
 	tl, _ := parseTLVMap(meta)
 	if !bytes.Equal(tl[0x01], []byte{AlgRSA2048}) || !bytes.Equal(tl[0x02], []byte{1, 1}) {
 		t.Fatalf("F9 metadata %X", meta)
 	}
-	checkKey(t, c, 0xF9, AlgRSA2048, ca.PublicKey)
+	_, sw = sign(t, c, AlgRSA2048, 0xF9, make([]byte, 256))
+	wantSW(t, sw, 0x6A86)
+	// The attestation key can be replaced; attestations then come from the new one.
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	alg, data := importData(t, p256)
+	_, sw = do(t, c, insImportKey, alg, 0xF9, data)
+	wantSW(t, sw, 0x9000)
+	der, sw = do(t, c, insAttest, 0x9A, 0, nil)
+	wantSW(t, sw, 0x9000)
+	cert, err = x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&x509.Certificate{PublicKey: &p256.PublicKey}).CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+		t.Fatalf("attestation after F9 import not signed by the new key: %v", err)
+	}
+	if cert.Issuer.String() != ca.Subject.String() {
+		t.Fatalf("issuer %v, want %v", cert.Issuer, ca.Subject)
+	}
 }
 
 func TestMoveDeleteKey(t *testing.T) {

@@ -45,7 +45,7 @@ func (c *Card) ImportInSlot(slot byte, key crypto.PrivateKey) (*x509.Certificate
 func (c *Card) Provision(slot byte, spec KeySpec) (*x509.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !writableSlot(slot) {
+	if !keySlotValid(slot) {
 		return nil, fmt.Errorf("%w: %02X", ErrBadSlot, slot)
 	}
 	origin, key := originImported, spec.Key

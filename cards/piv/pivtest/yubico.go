@@ -65,13 +65,15 @@ func policies(slot byte, tl map[apdu.Tag][]byte) (pin, touch byte, ok bool) {
 	return pin, touch, true
 }
 
-// writableSlot reports slots GENERATE, IMPORT and MOVE accept (not 9B, not F9).
-func writableSlot(ref byte) bool { return keySlotValid(ref) && ref != SlotAttestation }
+// userSlot reports the slots that hold user keys: those ATTEST and MOVE KEY accept and
+// GENERAL AUTHENTICATE uses. The attestation key F9 only signs attestations, but GENERATE
+// and IMPORT may replace it (keySlotValid), as on a YubiKey (its factory key is then lost).
+func userSlot(ref byte) bool { return keySlotValid(ref) && ref != SlotAttestation }
 
 // doGenerate is GENERATE ASYMMETRIC KEY PAIR (part 2 §3.3.2): P2 slot, data AC { 80 alg,
 // AA pin policy, AB touch policy }; answer 7F49 with the public key.
 func (c *Card) doGenerate(ctx context.Context, cmd apdu.Command) ([]byte, status) {
-	if cmd.P1 != 0x00 || !writableSlot(cmd.P2) {
+	if cmd.P1 != 0x00 || !keySlotValid(cmd.P2) {
 		return nil, swBadP1P2
 	}
 	if !c.mgmtOK {
@@ -106,7 +108,7 @@ func (c *Card) doGenerate(ctx context.Context, cmd apdu.Command) ([]byte, status
 // doImport is Yubico's IMPORT KEY (FE): P1 algorithm, P2 slot, data the key parts and
 // optional AA/AB policies.
 func (c *Card) doImport(cmd apdu.Command) ([]byte, status) {
-	if !writableSlot(cmd.P2) {
+	if !keySlotValid(cmd.P2) {
 		return nil, swBadP1P2
 	}
 	if !c.mgmtOK {
@@ -177,7 +179,7 @@ func boolByte(b bool) byte {
 // doAttest is Yubico's ATTEST (F9): P1 slot; answer an X.509 certificate for the slot's
 // generated key, signed by the F9 key.
 func (c *Card) doAttest(cmd apdu.Command) ([]byte, status) {
-	if cmd.P2 != 0x00 || !writableSlot(cmd.P1) {
+	if cmd.P2 != 0x00 || !userSlot(cmd.P1) {
 		return nil, swBadP1P2
 	}
 	k, ok := c.st.Keys[cmd.P1]
@@ -249,18 +251,22 @@ func (c *Card) attestation(slot byte, k *slotKey) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("pivtest: attestation key cannot sign")
 	}
-	cont, ok := c.st.Objects[objAttestation]
-	if !ok {
-		return nil, fmt.Errorf("pivtest: no attestation certificate")
+	// The issuer is named by the certificate in 5FFF01, but the signature comes from
+	// whatever key F9 holds now (it may have been replaced without the certificate).
+	parent := &x509.Certificate{
+		Subject:   pkix.Name{CommonName: "pivtest PIV Attestation"},
+		NotBefore: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:  time.Date(2071, 12, 31, 23, 59, 59, 0, time.UTC),
 	}
-	certDER, ok, err := apdu.Find(cont, 0x70)
-	if err != nil || !ok {
-		return nil, fmt.Errorf("pivtest: bad attestation certificate object")
+	if cont, ok := c.st.Objects[objAttestation]; ok {
+		if der, ok, err := apdu.Find(cont, 0x70); err == nil && ok {
+			if issuer, err := x509.ParseCertificate(der); err == nil {
+				parent.Subject, parent.RawSubject, parent.SubjectKeyId = issuer.Subject, issuer.RawSubject, issuer.SubjectKeyId
+				parent.NotBefore, parent.NotAfter = issuer.NotBefore, issuer.NotAfter
+			}
+		}
 	}
-	issuer, err := x509.ParseCertificate(certDER)
-	if err != nil {
-		return nil, fmt.Errorf("pivtest: attestation certificate: %w", err)
-	}
+	parent.PublicKey = signer.Public()
 	serial, err := asn1.Marshal(int64(c.serial))
 	if err != nil {
 		return nil, err
@@ -268,8 +274,8 @@ func (c *Card) attestation(slot byte, k *slotKey) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber: randSerial(),
 		Subject:      pkix.Name{CommonName: fmt.Sprintf("YubiKey PIV Attestation %02x", slot)},
-		NotBefore:    issuer.NotBefore,
-		NotAfter:     issuer.NotAfter,
+		NotBefore:    parent.NotBefore,
+		NotAfter:     parent.NotAfter,
 		ExtraExtensions: []pkix.Extension{
 			{Id: oidFirmware, Value: c.version[:]},
 			{Id: oidSerial, Value: serial},
@@ -278,7 +284,7 @@ func (c *Card) attestation(slot byte, k *slotKey) ([]byte, error) {
 		},
 	}
 	pub := publicOf(k.key)
-	return createCertificate(tmpl, issuer, pub, signer)
+	return createCertificate(tmpl, parent, pub, signer)
 }
 
 // doReset is Yubico's RESET (FB): allowed only when PIN and PUK are both blocked; wipes
@@ -303,7 +309,7 @@ func (c *Card) doReset(cmd apdu.Command) ([]byte, status) {
 // destination must be empty.
 func (c *Card) doMoveKey(cmd apdu.Command) ([]byte, status) {
 	dst, src := cmd.P1, cmd.P2
-	if !writableSlot(src) || (dst != 0xFF && !writableSlot(dst)) || dst == src {
+	if !userSlot(src) || (dst != 0xFF && !userSlot(dst)) || dst == src {
 		return nil, swBadP1P2
 	}
 	if !c.mgmtOK {
