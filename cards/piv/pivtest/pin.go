@@ -38,6 +38,19 @@ func validPIN(p []byte) bool {
 	return true
 }
 
+// asciiPUK reports a PUK firmware 5.7 accepts: bytes 00–7F before the FF padding.
+func asciiPUK(p []byte) bool {
+	for _, b := range p {
+		if b == 0xFF {
+			break
+		}
+		if b > 0x7F {
+			return false
+		}
+	}
+	return true
+}
+
 // doVerify is VERIFY (SP 800-73-4 part 2 §3.2.1). P2 80 is the PIV PIN; empty data asks
 // the status (9000 when verified, else 63Cx); P1 FF with no data resets the security
 // status. Wrong data length is 6A80, as on a YubiKey.
@@ -85,7 +98,9 @@ func (c *Card) doVerify(cmd apdu.Command) ([]byte, status) {
 }
 
 // doChangeRef is CHANGE REFERENCE DATA (part 2 §3.2.2) for the PIN (80) or PUK (81):
-// data is the current value and the new one, 8 bytes each.
+// data is the current value and the new one, 8 bytes each. A new value that breaks the
+// YubiKey's rules (6–8 bytes, FF padding; from 5.7 a PUK of bytes 00–7F) is 6985, as
+// Yubico documents; a data field that is not 16 bytes is 6A80.
 func (c *Card) doChangeRef(cmd apdu.Command) ([]byte, status) {
 	if cmd.P1 != 0x00 {
 		return nil, swBadP1P2
@@ -116,8 +131,8 @@ func (c *Card) doChangeRef(cmd apdu.Command) ([]byte, status) {
 		c.persist()
 		return nil, retriesSW(*tries)
 	}
-	if !validPIN(nw) {
-		return nil, swWrongData
+	if !validPIN(nw) || (cmd.P2 == refPUK && c.atLeast(5, 7, 0) && !asciiPUK(nw)) {
+		return nil, swConditions // Yubico: new value fails the length/character rules
 	}
 	*cur = append([]byte(nil), nw...)
 	*tries = max
@@ -146,7 +161,7 @@ func (c *Card) doResetRetry(cmd apdu.Command) ([]byte, status) {
 		return nil, retriesSW(c.st.PUKRetries)
 	}
 	if !validPIN(nw) {
-		return nil, swWrongData
+		return nil, swConditions
 	}
 	c.st.PIN = append([]byte(nil), nw...)
 	c.st.PINRetries = c.st.PINMax

@@ -52,7 +52,7 @@ func TestPINBlockAndUnblock(t *testing.T) {
 		return sw
 	}
 	wantSW(t, unblock("87654321", "222222"), 0x63C2)
-	wantSW(t, unblock("12345678", "22"), 0x6A80) // new PIN too short
+	wantSW(t, unblock("12345678", "22"), 0x6985) // new PIN too short
 	wantSW(t, unblock("12345678", "222222"), 0x9000)
 	wantSW(t, verifyPIN(t, c, "123456"), 0x63C2)
 	wantSW(t, verifyPIN(t, c, "222222"), 0x9000)
@@ -76,8 +76,12 @@ func TestChangePINAndPUK(t *testing.T) {
 		_, sw := do(t, c, insChangeRef, 0, p2, append(padPIN(old), padPIN(nw)...))
 		return sw
 	}
-	wantSW(t, change(0x80, []byte("123456"), []byte("12345")), 0x6A80)
-	wantSW(t, change(0x80, []byte("123456"), []byte("123456\xff7")), 0x6A80)
+	wantSW(t, change(0x80, []byte("123456"), []byte("12345")), 0x6985)
+	wantSW(t, change(0x80, []byte("123456"), []byte("123456\xff7")), 0x6985)
+	wantSW(t, change(0x81, []byte("12345678"), []byte("1234567\x80")), 0x6985) // 5.7: PUK bytes 00-7F
+	if p, u := c.Retries(); p != 3 || u != 3 {
+		t.Fatalf("refused new values cost tries: %d %d", p, u)
+	}
 	wantSW(t, change(0x80, []byte("123457"), []byte("87654321")), 0x63C2)
 	wantSW(t, change(0x80, []byte("123456"), []byte("87654321")), 0x9000)
 	wantSW(t, verifyPIN(t, c, "87654321"), 0x9000)
@@ -88,6 +92,10 @@ func TestChangePINAndPUK(t *testing.T) {
 	wantSW(t, sw, 0x6A86)
 	_, sw = do(t, c, insChangeRef, 0, 0x80, make([]byte, 8))
 	wantSW(t, sw, 0x6A80)
+
+	old := selected(t, Options{Firmware: [3]byte{5, 4, 3}})
+	_, sw = do(t, old, insChangeRef, 0, 0x81, append(padPIN([]byte("12345678")), padPIN([]byte("1234567\x80"))...))
+	wantSW(t, sw, 0x9000) // before 5.7 any PUK byte goes
 
 	// Metadata says the PIN and PUK are no longer the defaults.
 	data, sw := raw(t, c, "00F7008000")
