@@ -1,0 +1,30 @@
+// Command p11 is the PKCS#11 (Cryptoki) module of p11-card, built with
+//
+//	go build -buildmode=c-shared -o bin/p11-card-pkcs11.so ./p11
+//
+// Layout: pkcs11.h declares the types, constants and function lists (our own header,
+// written from PKCS #11 2.40 and 3.0); module.c holds the C_* entry points, each a one-line
+// shim into a Go export, and the static CK_FUNCTION_LIST (2.40) and CK_FUNCTION_LIST_3_0
+// behind C_GetFunctionList, C_GetInterfaceList and C_GetInterface ("PKCS 11", versions
+// 3.0 and 2.40). exports.go holds the //export functions: every one defers guard first
+// (a panic becomes CKR_GENERAL_ERROR with the stack logged, never the arguments), rejects
+// NULL and absurd lengths with CKR_ARGUMENTS_BAD, converts lengths with ckLen, copies
+// inputs into Go memory and writes outputs through putOut, the single implementation of
+// the size-query rules. All semantics live in p11/internal/core, plain Go.
+//
+// exports.ld.so is an implicit GNU ld script (VERSION command): only C_* symbols are
+// exported (check with nm -D --defined-only).
+//
+// Limits, by design:
+//   - The library cannot be unloaded (the Go runtime cannot stop).
+//   - A forked child cannot use the Go runtime it inherited: module.c records the pid at
+//     load, and in a child that did not exec every call fails without entering Go
+//     (C_Initialize: CKR_FUNCTION_FAILED; the rest: CKR_CRYPTOKI_NOT_INITIALIZED).
+//   - CKF_LIBRARY_CANT_CREATE_OS_THREADS is accepted (the runtime's threads predate
+//     C_Initialize); application mutex callbacks are accepted only with
+//     CKF_OS_LOCKING_OK (CKR_CANT_LOCK otherwise): we lock with Go primitives.
+//   - The 3.0 message-based functions answer CKR_FUNCTION_NOT_SUPPORTED, as do
+//     C_InitToken, C_GenerateKey, C_WrapKey, C_UnwrapKey, the dual-function updates and
+//     operation state; C_GetFunctionStatus and C_CancelFunction answer
+//     CKR_FUNCTION_NOT_PARALLEL.
+package main

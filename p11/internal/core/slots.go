@@ -1,0 +1,303 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+
+	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/slotmgr"
+)
+
+// Login states of an application on a token.
+const (
+	loginNone = iota
+	loginUser
+	loginSO
+)
+
+// tokenState is one application's view of one token generation.
+type tokenState struct {
+	slot    uint64
+	gen     uint64
+	reader  string
+	tok     cards.Token
+	info    cards.TokenInfo
+	pinPad  bool
+	removed <-chan struct{}
+
+	io sync.Mutex // serialises card I/O on this token
+
+	// Guarded by Module.mu.
+	login   int
+	handles map[string]uint64 // token object handle → object handle
+	dead    bool
+}
+
+// gone reports whether the token generation has ended (card removed or swapped).
+func (ts *tokenState) gone(src SlotSource) bool {
+	if ts.removed != nil {
+		select {
+		case <-ts.removed:
+			return true
+		default:
+			return false
+		}
+	}
+	cur, ok := src.Slot(ts.slot)
+	return !ok || !cur.Present || cur.Gen != ts.gen
+}
+
+// SlotList lists slot IDs: all readers, or only those with a token.
+func (m *Module) SlotList(tokenPresent bool) ([]uint64, error) {
+	src, ctx, err := m.state()
+	if err != nil {
+		return nil, err
+	}
+	if err := src.Rescan(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		logf("rescan: %v", err) // pcscd down: no slots, not an error
+	}
+	var ids []uint64
+	for _, s := range src.Slots() {
+		if tokenPresent && !s.Present {
+			continue
+		}
+		ids = append(ids, s.ID)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// SlotInfo is CK_SLOT_INFO's content.
+type SlotInfo struct {
+	Description  string
+	Manufacturer string
+	Flags        uint64
+	Firmware     cards.Version
+}
+
+// SlotInfo describes a reader.
+func (m *Module) SlotInfo(id uint64) (SlotInfo, error) {
+	src, _, err := m.state()
+	if err != nil {
+		return SlotInfo{}, err
+	}
+	s, ok := src.Slot(id)
+	if !ok || s.ReaderGone {
+		return SlotInfo{}, errRV(CKR_SLOT_ID_INVALID, "no such slot")
+	}
+	si := SlotInfo{Description: s.Reader, Manufacturer: "PC/SC", Flags: CKF_REMOVABLE_DEVICE | CKF_HW_SLOT}
+	if s.Present {
+		si.Flags |= CKF_TOKEN_PRESENT
+	}
+	return si, nil
+}
+
+// token returns the application's state for the token in slot id, starting a fresh one
+// when the card generation changed.
+func (m *Module) token(id uint64) (*tokenState, error) {
+	src, _, err := m.state()
+	if err != nil {
+		return nil, err
+	}
+	s, ok := src.Slot(id)
+	if !ok || s.ReaderGone {
+		return nil, errRV(CKR_SLOT_ID_INVALID, "no such slot")
+	}
+	if !s.Present || s.Token == nil {
+		if s.CardPresent && s.Err != nil && errors.Is(s.Err, cards.ErrNotRecognized) {
+			return nil, errRV(CKR_TOKEN_NOT_RECOGNIZED, "card not recognized")
+		}
+		return nil, errRV(CKR_TOKEN_NOT_PRESENT, "no token")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.initialized {
+		return nil, errRV(CKR_CRYPTOKI_NOT_INITIALIZED, "not initialized")
+	}
+	if ts := m.tokens[id]; ts != nil {
+		if ts.gen == s.Gen && !ts.dead {
+			return ts, nil
+		}
+		m.dropTokenLocked(ts)
+	}
+	ts := &tokenState{slot: id, gen: s.Gen, reader: s.Reader, tok: s.Token, info: s.Token.Info(),
+		pinPad: s.PINPad, removed: s.Removed, handles: map[string]uint64{}}
+	m.tokens[id] = ts
+	return ts, nil
+}
+
+// dropTokenLocked forgets a token generation: its sessions, objects and login state.
+func (m *Module) dropTokenLocked(ts *tokenState) {
+	ts.dead = true
+	ts.login = loginNone
+	for h, s := range m.sessions {
+		if s.ts == ts {
+			s.closed.Store(true)
+			delete(m.sessions, h)
+		}
+	}
+	for h, o := range m.objects {
+		if o.ts == ts {
+			delete(m.objects, h)
+		}
+	}
+	if m.tokens[ts.slot] == ts {
+		delete(m.tokens, ts.slot)
+	}
+}
+
+// TokenInfo is CK_TOKEN_INFO's content.
+type TokenInfo struct {
+	Label, Manufacturer, Model, Serial string
+	Flags                              uint64
+	SessionCount, RWSessionCount       uint64
+	MinPIN, MaxPIN                     uint64
+	Firmware                           cards.Version
+}
+
+// TokenInfo describes the token in slot id, PIN state included (read from the card).
+func (m *Module) TokenInfo(id uint64) (TokenInfo, error) {
+	ts, err := m.token(id)
+	if err != nil {
+		return TokenInfo{}, err
+	}
+	in := ts.info
+	ti := TokenInfo{Label: in.Label, Manufacturer: in.Manufacturer, Model: in.Model, Serial: in.Serial,
+		MinPIN: uint64(max(in.PINMin, 0)), MaxPIN: uint64(max(in.PINMax, 0)), Firmware: in.Firmware}
+	ti.Flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED | CKF_TOKEN_INITIALIZED
+	if in.HasRandom {
+		ti.Flags |= CKF_RNG
+	}
+	if ts.pinPad {
+		ti.Flags |= CKF_PROTECTED_AUTHENTICATION_PATH
+	}
+	var user, so cards.PINStatus
+	var uerr, serr error
+	err = m.io(ts, func(ctx context.Context, tok cards.Token) error {
+		user, uerr = tok.PINStatus(ctx, cards.RoleUser)
+		if in.SOSecret == "pin" {
+			so, serr = tok.PINStatus(ctx, cards.RoleSO)
+		} else {
+			serr = cards.ErrNotSupported
+		}
+		return nil
+	})
+	if err != nil {
+		return TokenInfo{}, err
+	}
+	if uerr == nil {
+		ti.Flags |= pinFlags(user, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED)
+	} else if errors.Is(uerr, slotmgr.ErrTokenRemoved) {
+		return TokenInfo{}, errRV(CKR_DEVICE_REMOVED, "token removed")
+	}
+	if serr == nil {
+		ti.Flags |= pinFlags(so, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED, CKF_SO_PIN_TO_BE_CHANGED)
+	}
+	m.mu.RLock()
+	for _, s := range m.sessions {
+		if s.ts == ts {
+			ti.SessionCount++
+			if s.rw {
+				ti.RWSessionCount++
+			}
+		}
+	}
+	m.mu.RUnlock()
+	return ti, nil
+}
+
+func pinFlags(p cards.PINStatus, low, final, locked, change uint64) uint64 {
+	var f uint64
+	switch {
+	case p.Blocked || p.Retries == 0:
+		f |= locked
+	case p.Retries == 1:
+		f |= final | low
+	case p.Retries > 0 && p.MaxRetries > 0 && p.Retries < p.MaxRetries:
+		f |= low
+	}
+	if p.Default {
+		f |= change
+	}
+	return f
+}
+
+// io runs f on the token with the slot's I/O lock held (no table lock) and turns an error
+// after the card left into CKR_DEVICE_REMOVED.
+func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
+	src, _, err := m.state()
+	if err != nil {
+		return err
+	}
+	ctx, cancel, err := m.opCtx()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	ts.io.Lock()
+	err = func() error {
+		defer ts.io.Unlock()
+		if ts.gone(src) {
+			return errRV(CKR_DEVICE_REMOVED, "token removed")
+		}
+		return f(ctx, ts.tok)
+	}()
+	if err != nil && ts.gone(src) {
+		return errRV(CKR_DEVICE_REMOVED, "token removed during the operation")
+	}
+	return err
+}
+
+// WaitForSlotEvent returns the next slot whose token came or went since the last report.
+func (m *Module) WaitForSlotEvent(dontBlock bool) (uint64, error) {
+	var since uint64
+	for {
+		src, ctx, err := m.state()
+		if err != nil {
+			return 0, err
+		}
+		if since == 0 {
+			if since, err = src.WaitChange(ctx, 0); err != nil {
+				return 0, m.waitErr(err)
+			}
+		}
+		if id, ok := m.nextEvent(src); ok {
+			return id, nil
+		}
+		if dontBlock {
+			return 0, errRV(CKR_NO_EVENT, "no event")
+		}
+		if since, err = src.WaitChange(ctx, since); err != nil {
+			return 0, m.waitErr(err)
+		}
+	}
+}
+
+func (m *Module) waitErr(err error) error {
+	if !m.Initialized() || errors.Is(err, context.Canceled) || errors.Is(err, slotmgr.ErrClosed) {
+		return errRV(CKR_CRYPTOKI_NOT_INITIALIZED, "finalized while waiting")
+	}
+	return err
+}
+
+func (m *Module) nextEvent(src SlotSource) (uint64, bool) {
+	slots := src.Slots()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.initialized {
+		return 0, false
+	}
+	for _, s := range slots {
+		var g uint64
+		if s.Present {
+			g = s.Gen
+		}
+		if m.seen[s.ID] != g {
+			m.seen[s.ID] = g
+			return s.ID, true
+		}
+	}
+	return 0, false
+}
