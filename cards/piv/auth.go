@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/p11-card/p11-card/apdu"
@@ -90,7 +91,7 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 		}
 		return st, nil
 	}
-	retries, verified, err := cards.VerifyStatus(ctx, t.conn, t.pinRef(), t.opt)
+	retries, verified, err := cards.VerifyStatus(ctx, t.conn, t.pinRef(), short)
 	if err != nil {
 		t.reselect = t.reselect || !isStatus(err)
 		return st, fmt.Errorf("piv: PIN status: %w", err)
@@ -152,7 +153,7 @@ func (t *Token) verifyPIN(ctx context.Context, pin []byte, own bool) error {
 		}
 		defer unlock()
 	}
-	err = cards.Verify(ctx, t.conn, t.pinRef(), data, t.opt)
+	err = cards.Verify(ctx, t.conn, t.pinRef(), data, short)
 	if err != nil {
 		t.userIn = false
 		t.reselect = t.reselect || !isStatus(err) && !errors.Is(err, cards.ErrPINBlocked) && !errors.Is(err, cards.ErrLoginRequired)
@@ -177,6 +178,14 @@ func parseMgmtKey(secret []byte) ([]byte, error) {
 		return nil, fmt.Errorf("piv: %w: the management key is 32, 48 or 64 hex digits", cards.ErrPINLength)
 	}
 	return key, nil
+}
+
+// random is the source of our management key challenges.
+func (t *Token) random() io.Reader {
+	if t.rand != nil {
+		return t.rand
+	}
+	return rand.Reader
 }
 
 // mgmtAlgorithm learns the management key's algorithm: GET METADATA of 9B on a YubiKey
@@ -246,7 +255,7 @@ func (t *Token) mgmtAuth(ctx context.Context, key []byte) error {
 	plain := make([]byte, bs)
 	blk.Decrypt(plain, w)
 	chal := make([]byte, bs)
-	if _, err := rand.Read(chal); err != nil {
+	if _, err := io.ReadFull(t.random(), chal); err != nil {
 		return err
 	}
 	cmd.Data = apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagWitness, plain), apdu.TLVBytes(tagChallenge, chal), apdu.TLVBytes(tagResponse))
@@ -334,7 +343,7 @@ func (t *Token) Logout(ctx context.Context) error {
 	}
 	defer unlock()
 	t.userIn, t.soIn = false, false
-	if err := cards.ResetSecurityStatus(ctx, t.conn, t.pinRef(), t.opt); err != nil {
+	if err := cards.ResetSecurityStatus(ctx, t.conn, t.pinRef(), short); err != nil {
 		if !isStatus(err) {
 			t.reselect = true
 			return fmt.Errorf("piv: logout: %w", err)
@@ -367,7 +376,7 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 			return err
 		}
 		defer unlock()
-		if err := cards.ChangeReferenceData(ctx, t.conn, ref, data, t.opt); err != nil {
+		if err := cards.ChangeReferenceData(ctx, t.conn, ref, data, short); err != nil {
 			if role == cards.RoleUser {
 				t.userIn = false
 			}
@@ -445,7 +454,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 		return err
 	}
 	defer unlock()
-	if err := cards.ResetRetryCounter(ctx, t.conn, 0x00, refPIN, data, t.opt); err != nil {
+	if err := cards.ResetRetryCounter(ctx, t.conn, 0x00, refPIN, data, short); err != nil {
 		return fmt.Errorf("piv: unblock PIN: %w", err)
 	}
 	t.userIn = false

@@ -44,7 +44,7 @@ func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, 
 		return nil, fmt.Errorf("piv: open: %w", err)
 	}
 	defer unlock()
-	if _, err := cards.SelectAID(ctx, c, aidPIV, t.opt); err != nil {
+	if _, err := cards.SelectAID(ctx, c, aidPIV, short); err != nil {
 		return nil, fmt.Errorf("piv: open: %w", err)
 	}
 	if err := t.identify(ctx); err != nil {
@@ -70,7 +70,7 @@ func newToken(c cards.Conn, atr []byte) *Token {
 
 // identify reads the version, serial and, on non-Yubico cards, CHUID and discovery.
 func (t *Token) identify(ctx context.Context) error {
-	r, err := apdu.Exchange(ctx, t.conn, apdu.Command{INS: insGetVersion, Ne: 3}, t.opt)
+	r, err := apdu.Exchange(ctx, t.conn, apdu.Command{INS: insGetVersion, Ne: 3}, short)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (t *Token) identify(ctx context.Context) error {
 			info.Model = "YubiKey NEO (PIV)"
 		}
 		if t.fwAtLeast(5, 0, 0) {
-			s, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insGetSerial, Ne: 4}, t.opt)
+			s, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insGetSerial, Ne: 4}, short)
 			if err != nil && !isUnsupported(err) {
 				return err
 			}

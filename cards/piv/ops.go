@@ -47,7 +47,12 @@ type Auth = cards.Auth
 // or extended for RSA 2048+).
 func (t *Token) generalAuth(ctx context.Context, si *slotInfo, alg byte, tag apdu.Tag, in []byte) ([]byte, error) {
 	data := apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagResponse), apdu.TLVBytes(tag, in))
-	b, err := t.do(ctx, apdu.Command{INS: insGeneralAuth, P1: alg, P2: byte(si.slot), Data: data, Ne: t.maxNe()})
+	// The answer is 7C { 82 result }: ask for a short answer when it fits one.
+	ne := apdu.MaxShortNe
+	if _, bits, _ := algInfo(alg); bits/8+8 > apdu.MaxShortNe {
+		ne = t.maxNe()
+	}
+	b, err := t.do(ctx, apdu.Command{INS: insGeneralAuth, P1: alg, P2: byte(si.slot), Data: data, Ne: ne})
 	if err != nil {
 		switch {
 		case errors.Is(err, cards.ErrLoginRequired):

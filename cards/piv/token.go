@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -42,6 +43,9 @@ type Token struct {
 	admin     *adminData
 	adminRead bool
 	pinMax    int
+
+	// rand replaces crypto/rand for the host challenge (deterministic transcripts).
+	rand io.Reader
 }
 
 // slotCache is what was read about one key slot.
@@ -105,7 +109,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 
 func (t *Token) selectApp(ctx context.Context) error {
 	t.reselect = true
-	if _, err := cards.SelectAID(ctx, t.conn, aidPIV, t.opt); err != nil {
+	if _, err := cards.SelectAID(ctx, t.conn, aidPIV, short); err != nil {
 		return fmt.Errorf("piv: select: %w", err)
 	}
 	t.reselect = false
@@ -126,7 +130,8 @@ func wrongApplet(sw apdu.SW) bool {
 // answer says another application is selected, the PIV application is selected again
 // (logins are gone then) and the command is sent once more.
 func (t *Token) exchange(ctx context.Context, cmd apdu.Command) (apdu.Response, error) {
-	r, err := apdu.Exchange(ctx, t.conn, cmd, t.opt)
+	opt := t.optFor(cmd)
+	r, err := apdu.Exchange(ctx, t.conn, cmd, opt)
 	if err != nil {
 		t.reselect = true
 		return r, err
@@ -136,7 +141,7 @@ func (t *Token) exchange(ctx context.Context, cmd apdu.Command) (apdu.Response, 
 		if err := t.selectApp(ctx); err != nil {
 			return apdu.Response{}, err
 		}
-		r, err = apdu.Exchange(ctx, t.conn, cmd, t.opt)
+		r, err = apdu.Exchange(ctx, t.conn, cmd, opt)
 		if err != nil {
 			t.reselect = true
 		}
@@ -154,6 +159,18 @@ func (t *Token) do(ctx context.Context, cmd apdu.Command) ([]byte, error) {
 		return nil, cards.StatusError(err)
 	}
 	return r.Data, nil
+}
+
+// short is for commands that fit short APDUs (PIN commands, SELECT): the encoding every
+// card and reader takes.
+var short = apdu.Options{}
+
+// optFor encodes a command short when it fits, extended (where the card takes it) when not.
+func (t *Token) optFor(cmd apdu.Command) apdu.Options {
+	if len(cmd.Data) <= apdu.MaxShortNc && cmd.Ne <= apdu.MaxShortNe {
+		return short
+	}
+	return t.opt
 }
 
 func (t *Token) maxNe() int {
