@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 )
 
@@ -22,13 +23,16 @@ func init() {
 		usage:   "[--json]",
 		help: `Lists every reader pcscd knows, in slot order (the slot IDs the PKCS#11 module
 uses), with the card in it: its ATR and, when a driver recognises it, what it is
-(driver, manufacturer, model, firmware version, serial number and token label).
+(driver, manufacturer, model, firmware version, serial number and token label), and
+the USB device behind the reader when it can be found (vendor and product IDs, names,
+serial number, bus and address).
 
 A card that no driver takes shows why ("not recognized": p11-card does not support it).
 
   --json   one JSON object: {"readers": [{"slot", "name", "card_present", "atr",
            "token": {"driver", "label", "manufacturer", "model", "serial",
-           "firmware"}, "error", "pinpad"}]}
+           "firmware"}, "error", "pinpad", "usb": {"vid", "pid", "manufacturer",
+           "product", "serial", "bus", "address"}}]}
 
 Readers come from pcscd. With PCSCLITE_CSOCK_NAME set, that pcscd (for example the
 one of 'p11-card rig up') is used instead of the system's.`,
@@ -48,6 +52,30 @@ type readerReport struct {
 	Token       *tokenReport `json:"token,omitempty"`
 	Error       string       `json:"error,omitempty"` // why a card present has no token
 	PINPad      bool         `json:"pinpad"`
+	USB         *usbReport   `json:"usb,omitempty"` // the USB device behind the reader, when found
+}
+
+type usbReport struct {
+	VID          string `json:"vid"` // 4 hex digits
+	PID          string `json:"pid"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	Product      string `json:"product,omitempty"`
+	Serial       string `json:"serial,omitempty"`
+	Bus          int    `json:"bus"`
+	Address      int    `json:"address"`
+	text         string
+}
+
+// usbReaders lists USB CCID devices; tests put a fake here.
+var usbReaders = pcsc.USBReaders
+
+func usbOf(reader string, devs []pcsc.USBInfo) *usbReport {
+	d, ok := pcsc.MatchUSB(reader, devs)
+	if !ok {
+		return nil
+	}
+	return &usbReport{VID: fmt.Sprintf("%04x", d.VID), PID: fmt.Sprintf("%04x", d.PID), Manufacturer: d.Manufacturer,
+		Product: d.Product, Serial: d.Serial, Bus: d.Bus, Address: d.Address, text: d.String()}
 }
 
 type tokenReport struct {
@@ -136,9 +164,12 @@ func runReaders(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer m.Close()
+	devs, _ := usbReaders() // quietly empty where no USB bus is visible
 	var rs []readerReport
 	for _, s := range m.Slots() {
-		rs = append(rs, reportOf(s))
+		r := reportOf(s)
+		r.USB = usbOf(s.Reader, devs)
+		rs = append(rs, r)
 	}
 	if *asJSON {
 		if rs == nil {
@@ -161,6 +192,9 @@ func printReaders(w io.Writer, rs []readerReport) {
 	}
 	for _, r := range rs {
 		fmt.Fprintf(w, "Slot %d  %s\n", r.Slot, r.Name)
+		if r.USB != nil {
+			fmt.Fprintf(w, "  usb:       %s\n", r.USB.text)
+		}
 		if !r.CardPresent {
 			fmt.Fprintln(w, "  card:      none")
 			continue

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 	"github.com/p11-card/p11-card/slotmgr/slotmgrtest"
 )
@@ -76,6 +77,11 @@ func fakeService(t *testing.T) *slotmgrtest.Backend {
 		t.Fatal(err)
 	}
 	useBackend(t, b)
+	old := usbReaders
+	usbReaders = func() ([]pcsc.USBInfo, error) {
+		return []pcsc.USBInfo{{VID: 0x1050, PID: 0x0407, Manufacturer: "Yubico", Product: "YubiKey OTP+FIDO+CCID", Serial: "", CCID: true, Bus: 1, Address: 4}}, nil
+	}
+	t.Cleanup(func() { usbReaders = old })
 	return b
 }
 
@@ -86,7 +92,7 @@ func TestReadersText(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	want := []string{
-		"Slot 1  Yubico YubiKey OTP+FIDO+CCID 00 00\n",
+		"Slot 1  Yubico YubiKey OTP+FIDO+CCID 00 00\n  usb:       1050:0407 Yubico YubiKey OTP+FIDO+CCID bus 1 addr 4\n",
 		"  card:      present, ATR 3B80800101C11E57\n",
 		"  token:     Example Model T (driver clitest)\n",
 		"  firmware:  1.2.3\n",
@@ -126,6 +132,13 @@ func TestReadersJSON(t *testing.T) {
 		if tok[k] != v {
 			t.Errorf("token.%s = %v, want %q", k, tok[k], v)
 		}
+	}
+	usb, _ := r0["usb"].(map[string]any)
+	if usb["vid"] != "1050" || usb["pid"] != "0407" || usb["product"] != "YubiKey OTP+FIDO+CCID" || usb["bus"] != 1.0 || usb["address"] != 4.0 {
+		t.Errorf("usb: %v", r0["usb"])
+	}
+	if _, has := doc.Readers[1]["usb"]; has {
+		t.Errorf("a virtual reader got USB details: %v", doc.Readers[1]["usb"])
 	}
 	if e, _ := doc.Readers[1]["error"].(string); !strings.Contains(e, "not recognized") {
 		t.Errorf("reader 1 error %q", e)
