@@ -31,11 +31,27 @@
 // survives removal, reinsertion and process restarts. Reset drops the volatile state
 // (selection, PIN and management key authentication, chaining buffers).
 //
-// Test helpers (GenerateInSlot, ImportInSlot, PutObject, …) set up a card without APDUs.
+// Test helpers (GenerateInSlot, ImportInSlot, Provision, PutObject, SetCHUID, …) set up a
+// card without APDUs. An APDU log and fault injection come from wrapping the card:
+// vcard.WithLog(vcard.WithFaults(card, faults), log).
 //
-// Concurrency: a Card is safe for concurrent use; commands are serialised by a mutex.
+// Concurrency: a Card is safe for concurrent use; commands are serialised by a mutex
+// (Options.OpDelay sleeps while holding it, as a busy token would).
 //
-// Limits: no secure messaging, no biometrics (match-on-card policies are refused), no
-// touch, no PIN complexity policy, no compressed-certificate awareness (objects are bytes).
-// The attestation key is a software key generated at creation (not Yubico's CA chain).
+// Status words follow Yubico's documentation where it gives one (6982 without the
+// management key or PIN, 63Cx, 6983, 6985 for RESET with PIN or PUK unblocked and for a
+// new PIN/PUK that breaks the rules, 6A82 for a missing object); elsewhere they are our
+// best reading of the YubiKey: 6A80 for bad data, a wrong algorithm or an empty slot in
+// GENERAL AUTHENTICATE, 6A86 for bad P1/P2 or key references (F9 cannot sign data), 6A88
+// for GET METADATA and ATTEST of an empty slot or a non-existent reference, 6D00 before
+// SELECT and for unknown instructions.
+//
+// Limits and known deviations from a real YubiKey: no secure messaging, no biometrics
+// (match-on-card policies are refused), no touch (touch policies are only recorded), no
+// PIN complexity policy, objects are opaque bytes (no certificate decompression). The
+// attestation key is one RSA 2048 software key per process with a self-signed
+// certificate made per card (a YubiKey's chains to Yubico's CA); the attestation form
+// factor extension is always 01. Selecting another AID answers 6A82 and leaves PIV
+// selected (a YubiKey would switch applets when the AID exists). The state file holds
+// private keys in clear: it is a test instrument.
 package pivtest
