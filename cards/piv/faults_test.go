@@ -1,0 +1,252 @@
+package piv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/cards/vcard"
+)
+
+func TestCardRemovedMidOperation(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	faults := &vcard.Faults{Count: vcard.PrivateKeyOp}
+	conn := &testConn{card: vcard.WithFaults(card, faults)}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLogin(t, tok, cards.RoleUser, "123456")
+	faults.Set(func(f *vcard.Faults) { f.RemoveAt = 1 })
+	_, err = tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil)
+	if !errors.Is(err, vcard.ErrRemoved) {
+		t.Fatalf("sign while the card leaves: %v", err)
+	}
+	// The card is back (the same token, as after a reader hiccup): the driver selects the
+	// application again before anything else.
+	n, ins := conn.count(func() {
+		_, err = tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), &cards.Auth{PIN: []byte("123456")})
+	})
+	if err != nil {
+		t.Fatalf("sign after the card came back: %v", err)
+	}
+	if n != 3 || ins[0] != "A4" {
+		t.Errorf("after removal: %v, want SELECT, VERIFY, GENERAL AUTHENTICATE", ins)
+	}
+}
+
+func TestStatusWordFaults(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	faults := &vcard.Faults{Count: vcard.INS(insGeneralAuth, insGetData, insGenerate)}
+	conn := &testConn{card: vcard.WithFaults(card, faults)}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLogin(t, tok, cards.RoleUser, "123456")
+	for _, tc := range []struct {
+		sw   uint16
+		want error
+	}{
+		{0x6982, cards.ErrLoginRequired},
+		{0x6A80, cards.ErrBadInput},
+		{0x6A88, cards.ErrKeyNotFound},
+		{0x6F00, nil},
+	} {
+		n := faults.Commands() + 1
+		faults.Set(func(f *vcard.Faults) { f.SWAt = map[int]uint16{n: tc.sw} })
+		_, err := tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil)
+		if err == nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("%04X: %v", tc.sw, err)
+		}
+		var se *apdu.StatusError
+		if !errors.As(err, &se) || uint16(se.SW) != tc.sw {
+			t.Errorf("%04X: status not reachable in %v", tc.sw, err)
+		}
+	}
+	// A broken certificate object is a bad card, not a crash.
+	if err := card.PutObject(0x5FC10B, []byte{0x70, 0x05, 0x01}); err != nil {
+		t.Fatal(err)
+	}
+	tok2, _ := Driver{}.Open(ctxb, &testConn{card: card}, card.ATR())
+	if _, err := tok2.Objects(ctxb, cards.Filter{ID: []byte{3}, Kind: cards.KindCertificate}); !errors.Is(err, cards.ErrBadCard) {
+		t.Errorf("malformed certificate object: %v", err)
+	}
+}
+
+// plainPIV makes a pivtest card look like a PIV card without Yubico's extensions: the
+// Yubico instructions are unknown (6D00).
+type plainPIV struct{ *pivtest.Card }
+
+func (c plainPIV) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) >= 2 && cmd[1] >= 0xF6 {
+		return []byte{0x6D, 0x00}, nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+func TestPlainPIVCard(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgRSA2048)
+	provision(t, card, 0x9C, pivtest.AlgECCP256)
+	if err := card.SetCHUID(); err != nil {
+		t.Fatal(err)
+	}
+	conn := &testConn{card: plainPIV{card}}
+	tok, err := Driver{}.Open(ctxb, conn, []byte{0x3B, 0x80, 0x80, 0x01, 0x01})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := tok.Info()
+	chuid, _ := card.Object(pivtest.ObjectCHUID)
+	guid, _, _ := apdu.Find(chuid, 0x34)
+	if in.Serial == "" || len(in.Serial) != 16 || in.Serial != chuidSerial(chuid2(guid)) || in.Firmware != (cards.Version{}) {
+		t.Errorf("Info %+v", in)
+	}
+	if conn.n != 4 {
+		t.Errorf("open: %d APDUs %v, want 4", conn.n, conn.ins)
+	}
+	p := tok.(*Token)
+	if p.opt.Extended {
+		t.Error("extended APDUs without the ATR offering them")
+	}
+	objs, err := tok.Objects(ctxb, cards.Filter{ID: []byte{2}})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("objects %v %v", objs, err)
+	}
+	for _, o := range objs {
+		if o.Kind == cards.KindPrivateKey && (!o.Key.AlwaysAuth || o.Key.Alg != cards.AlgECP256) {
+			t.Errorf("9C key from certificate: %+v", o.Key)
+		}
+	}
+	mustLogin(t, tok, cards.RoleUser, "123456")
+	if _, err := tok.Sign(ctxb, []byte{1}, cards.SignRSAPKCS1, []byte("abc"), nil); err != nil {
+		t.Error(err)
+	}
+	if _, err := tok.Objects(ctxb, cards.Filter{ID: []byte{0x81}}); err != nil {
+		t.Error(err)
+	}
+	if err := tok.ImportKey(ctxb, cards.KeyGenSpec{ID: []byte{1}}, nil); !errors.Is(err, cards.ErrNotSupported) {
+		t.Errorf("import on a plain card: %v", err)
+	}
+	if err := tok.ChangePIN(ctxb, cards.RoleSO, []byte(defaultMgmtHex), []byte(defaultMgmtHex)); !errors.Is(err, cards.ErrNotSupported) {
+		t.Errorf("management key change on a plain card: %v", err)
+	}
+	st, err := tok.PINStatus(ctxb, cards.RoleUser)
+	if err != nil || !st.Verified {
+		t.Errorf("PIN status %+v %v", st, err)
+	}
+}
+
+func chuid2(guid []byte) chuid { return chuid{GUID: guid} }
+
+func TestGlobalPINDiscovery(t *testing.T) {
+	d, err := parseDiscovery(apdu.TLVBytes(0x7E, apdu.TLVBytes(0x5F2F, []byte{0x60, 0x20})))
+	if err != nil || !d.GlobalPIN || !d.GlobalPrimary {
+		t.Fatalf("%+v %v", d, err)
+	}
+	tok := &Token{disc: &d}
+	if tok.pinRef() != refGlobalPIN {
+		t.Error("global PIN primary but VERIFY goes to 80")
+	}
+	d.GlobalPrimary = false
+	if tok.pinRef() != refPIN {
+		t.Error("PIV PIN primary but VERIFY goes elsewhere")
+	}
+}
+
+func TestParsers(t *testing.T) {
+	if _, err := parseCertContainer([]byte{0x71, 0x01, 0x00}); !errors.Is(err, cards.ErrBadCard) {
+		t.Errorf("container without 70: %v", err)
+	}
+	if cc, err := parseCertContainer(nil); err != nil || cc.DER != nil {
+		t.Errorf("empty container: %v", err)
+	}
+	bomb := apdu.TLVBytes(0x70, []byte{0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00})
+	if _, err := parseCertContainer(append(bomb, 0x71, 0x01, 0x01)); !errors.Is(err, cards.ErrBadCard) {
+		t.Errorf("truncated gzip: %v", err)
+	}
+	// A gzip bomb is cut at maxCertSize.
+	big, _ := encodeCertContainer(make([]byte, 1<<20), true)
+	if _, err := parseCertContainer(big); !errors.Is(err, cards.ErrBadCard) {
+		t.Errorf("oversized certificate: %v", err)
+	}
+	k, err := parseKeyHistory([]byte{0xC1, 0x01, 0x03, 0xC2, 0x01, 0x01, 0xF3, 0x03, 'u', 'r', 'l'})
+	if err != nil || k.OnCard != 3 || k.OffCard != 1 || k.URL != "url" {
+		t.Errorf("key history %+v %v", k, err)
+	}
+	if _, err := parseKeyHistory([]byte{0xC1, 0x01, 0x30}); err == nil {
+		t.Error("key history count 48 accepted")
+	}
+	a, err := parseAdminData(apdu.TLVBytes(0x80, apdu.TLVBytes(0x81, []byte{0x03})))
+	if err != nil || !a.PUKBlocked || !a.MgmtProtected {
+		t.Errorf("admin data %+v %v", a, err)
+	}
+	if _, err := parseProtectedMgmtKey(apdu.TLVBytes(0x88, apdu.TLVBytes(0x89, make([]byte, 7)))); !errors.Is(err, cards.ErrBadCard) {
+		t.Errorf("odd management key: %v", err)
+	}
+	if _, err := parseProtectedMgmtKey(apdu.TLVBytes(0x88)); !errors.Is(err, errNoProtectedKey) {
+		t.Errorf("no key: %v", err)
+	}
+	raw, err := ecdsaRaw([]byte{0x30, 0x07, 0x02, 0x02, 0x00, 0x80, 0x02, 0x01, 0x01}, 4)
+	if err != nil || !bytes.Equal(raw, []byte{0, 0, 0, 0x80, 0, 0, 0, 1}) {
+		t.Errorf("ecdsaRaw % X %v", raw, err)
+	}
+	for _, bad := range [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}, {0x30, 0x06, 0x02, 0x01, 0x81, 0x02, 0x01, 0x01}, {0x31, 0x00}} {
+		if _, err := ecdsaRaw(bad, 4); err == nil {
+			t.Errorf("ecdsaRaw accepted % X", bad)
+		}
+	}
+	if s := chuidSerial(chuid{GUID: make([]byte, 16), FASCN: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}}); s != "030405060708090A" {
+		t.Errorf("FASC-N serial %q", s)
+	}
+}
+
+func TestAttestationKeySlotF9(t *testing.T) {
+	f := newFixture(t, pivtest.Options{}, nil)
+	objs, err := f.tok.Objects(ctxb, cards.Filter{ID: []byte{0x19}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []cards.Kind
+	for _, o := range objs {
+		kinds = append(kinds, o.Kind)
+		if o.Kind == cards.KindPrivateKey && o.Destroyable {
+			t.Error("F9 key destroyable")
+		}
+	}
+	if len(kinds) != 3 {
+		t.Errorf("F9 objects %v (want its certificate and keys)", kinds)
+	}
+	if ks := f.tok.KeySlots(); len(ks) != 24 {
+		t.Errorf("%d key slots", len(ks))
+	}
+	old := newFixture(t, pivtest.Options{Firmware: [3]byte{5, 4, 3}}, nil)
+	for _, s := range old.tok.KeySlots() {
+		if slicesContains(s.Algs, cards.AlgEd25519) || slicesContains(s.RSABits, 4096) {
+			t.Fatalf("5.4 offers %v %v", s.Algs, s.RSABits)
+		}
+	}
+	mustLogin(t, old.tok, cards.RoleSO, defaultMgmtHex)
+	if _, err := old.tok.GenerateKey(ctxb, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgEd25519}); !errors.Is(err, cards.ErrMechanismUnsupported) {
+		t.Errorf("Ed25519 on 5.4: %v", err)
+	}
+	if err := old.tok.DeleteObject(ctxb, "9a/priv"); !errors.Is(err, cards.ErrNotSupported) {
+		t.Errorf("key delete on 5.4: %v", err)
+	}
+}
+
+func slicesContains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
