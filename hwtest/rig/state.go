@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/p11-card/p11-card/pcsc"
 )
 
 // pollPeriod is how often pcscd asks vpcd whether a card is present (pcsc-lite's
@@ -57,34 +57,36 @@ func (r *Rig) waitState(ctx context.Context, i int, present bool) error {
 	}
 }
 
-// readerState asks pcscd once, blocking up to 200 ms for a change.
+// readerState asks pcscd once, then waits up to 200 ms for a change and asks again.
 func readerState(reader string, present bool) (bool, error) {
-	sc, err := scard.EstablishContext()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c, err := pcsc.Establish(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer sc.Release()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	for k := 0; k < 40; k++ {
-		err := sc.GetStatusChange(rs, 200*time.Millisecond)
-		if err != nil && !errors.Is(err, scard.ErrTimeout) {
+	defer c.Close()
+	for ctx.Err() == nil {
+		st, err := c.Status(ctx, []string{reader})
+		if err != nil {
 			return false, err
 		}
-		ev := rs[0].EventState
-		if ev&scard.StateUnknown != 0 {
+		s := st[0]
+		if s.Unknown {
 			return false, fmt.Errorf("pcscd has no reader %q", reader)
 		}
-		if present && ev&scard.StatePresent != 0 && ev&scard.StateMute == 0 && len(rs[0].Atr) > 0 {
+		if present && s.Present && !s.Mute && len(s.ATR) > 0 {
 			return true, nil
 		}
-		if !present && ev&scard.StateEmpty != 0 {
+		if !present && s.Empty {
 			return true, nil
 		}
-		rs[0].CurrentState = ev &^ scard.StateChanged
-		if err == nil {
-			continue
+		wctx, wcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_, err = c.Wait(wctx, st)
+		wcancel()
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return false, err
 		}
-		return false, nil
 	}
 	return false, nil
 }
