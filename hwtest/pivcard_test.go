@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -417,4 +418,79 @@ func TestPIVCardPersists(t *testing.T) {
 	insert(t, 1, c)
 	out := runTool(t, "yubico-piv-tool", "-r", testRig(t).ReaderName(1), "-a", "verify-pin", "-P", "97531864")
 	mustContain(t, out, "Successfully verified PIN")
+}
+
+// TestPIVCardYubicoPIVToolAdmin covers the administrative side: IMPORT KEY with policies,
+// objects, SET PIN RETRIES, and RESET after blocking PIN and PUK.
+func TestPIVCardYubicoPIVToolAdmin(t *testing.T) {
+	c := pivCard(t, pivtest.Options{MgmtAlg: pivtest.AlgTDES})
+	dir := t.TempDir()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, k := range map[string]crypto.PrivateKey{"rsa.pem": rsaKey, "ec.pem": ecKey} {
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(t, filepath.Join(dir, name), "PRIVATE KEY", der)
+	}
+	mustContain(t, ypt(t, "-a", "import-key", "-s", "9c", "-i", filepath.Join(dir, "rsa.pem"), "--pin-policy=never"), "Successfully imported a new private key")
+	mustContain(t, ypt(t, "-a", "import-key", "-s", "82", "-i", filepath.Join(dir, "ec.pem"), "--touch-policy=cached"), "Successfully imported a new private key")
+	if !c.PublicKey(0x9C).(interface{ Equal(crypto.PublicKey) bool }).Equal(&rsaKey.PublicKey) ||
+		!c.PublicKey(0x82).(interface{ Equal(crypto.PublicKey) bool }).Equal(&ecKey.PublicKey) {
+		t.Fatal("imported keys differ from the card's")
+	}
+	cert := newTestCA(t).issueKey(t, &rsaKey.PublicKey, "imported")
+	ypt(t, "-a", "import-certificate", "-s", "9c", "-i", cert)
+	// PIN policy never, set at import: no VERIFY needed even in the signature slot.
+	mustContain(t, ypt(t, "-a", "test-signature", "-s", "9c", "-i", cert), "Successful RSA verification")
+	// Imported keys have no attestation.
+	if out, err := runToolErr(t, "yubico-piv-tool", "-r", "Yubico", "-a", "attest", "-s", "9c"); err == nil {
+		t.Fatalf("attestation of an imported key:\n%s", out)
+	}
+
+	// Objects: key history written and read back.
+	obj := filepath.Join(dir, "obj")
+	if err := os.WriteFile(obj, []byte("c10101c20100"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ypt(t, "-a", "write-object", "--id", "0x5fc10c", "-i", obj)
+	mustContain(t, ypt(t, "-a", "read-object", "--id", "0x5fc10c"), "c10101c20100")
+	if v, ok := c.Object(pivtest.ObjectKeyHistory); !ok || !bytes.Equal(v, []byte{0xC1, 1, 1, 0xC2, 1, 0}) {
+		t.Fatalf("key history %X", v)
+	}
+
+	// SET PIN RETRIES needs the PIN and the management key, and resets both to defaults.
+	ypt(t, "-a", "change-pin", "-P", "123456", "-N", "654321")
+	mustContain(t, ypt(t, "-a", "verify-pin", "-P", "654321", "-a", "pin-retries", "--pin-retries", "5", "--puk-retries", "4"), "Successfully changed pin retries to 5 and puk retries to 4")
+	mustContain(t, ypt(t, "-a", "status"), "PIN tries left:\t5")
+	mustContain(t, ypt(t, "-a", "verify-pin", "-P", "123456"), "Successfully verified PIN")
+
+	// RESET is refused until PIN and PUK are blocked.
+	if out, err := runToolErr(t, "yubico-piv-tool", "-r", "Yubico", "-a", "reset"); err == nil {
+		t.Fatalf("reset with PIN and PUK unblocked:\n%s", out)
+	}
+	for i := 0; i < 5; i++ {
+		runToolErr(t, "yubico-piv-tool", "-r", "Yubico", "-a", "verify-pin", "-P", "000000")
+	}
+	for i := 0; i < 4; i++ {
+		runToolErr(t, "yubico-piv-tool", "-r", "Yubico", "-a", "unblock-pin", "-P", "00000000", "-N", "111111")
+	}
+	if pin, puk := c.Retries(); pin != 0 || puk != 0 {
+		t.Fatalf("tries left %d/%d, want blocked", pin, puk)
+	}
+	mustContain(t, ypt(t, "-a", "reset"), "Successfully reset the application")
+	mustContain(t, ypt(t, "-a", "status"), "PIN tries left:\t3")
+	if c.PublicKey(0x9C) != nil || c.PublicKey(0x82) != nil {
+		t.Fatal("keys survived RESET")
+	}
+	if c.PublicKey(0xF9) == nil {
+		t.Fatal("RESET lost the attestation key")
+	}
 }
