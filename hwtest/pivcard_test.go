@@ -494,3 +494,16 @@ func TestPIVCardYubicoPIVToolAdmin(t *testing.T) {
 		t.Fatal("RESET lost the attestation key")
 	}
 }
+
+// TestPIVCardPKCS11SelfTest runs pkcs11-tool's own test suite (digests, signatures with
+// every RSA mechanism, verification, decryption) over both modules.
+func TestPIVCardPKCS11SelfTest(t *testing.T) {
+	for _, module := range []string{openscModule, ykcs11Module} {
+		t.Run(filepath.Base(module), func(t *testing.T) {
+			needModule(t, module)
+			provisioned(t)
+			out := runTool(t, "pkcs11-tool", "--module", module, "--login", "--pin", "123456", "--test")
+			mustContain(t, out, "No errors")
+		})
+	}
+}
