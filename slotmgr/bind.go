@@ -94,6 +94,13 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 		return
 	}
 	i.pc, i.conn, i.token = pc, c, tok
+	i.boundAt = m.scans
+	// Our connection changed the reader's state (in use); have the watcher read it, so
+	// the state it waits on shows the connection and its loss wakes it.
+	m.poke = true
+	if m.stopW != nil {
+		m.stopW()
+	}
 	i.atr = append(i.atr[:0], c.card.ATR()...)
 	if feat != nil && s.inst == i {
 		s.features = feat

@@ -15,7 +15,10 @@
 // A card in a reader gets a generation (Gen), unique across all slots: a new one for every
 // insertion and every swap, including a swap between two reads of the reader state (seen
 // through pcsc-lite's per-reader event counter), and for every card after the PC/SC
-// service is lost, since all handles die with it. Present means a driver is bound; a card
+// service is lost or restarts, since all handles die with it. A restart can be silent (package
+// pcsc re-establishes its contexts inside, and pcsc-lite's counter starting again can
+// show the same count): the manager then notices that the reader no longer reads "in
+// use" although it holds a connection there. Present means a driver is bound; a card
 // no driver takes, a mute card or a failed bind leaves a slot without token, with Err set.
 // When a generation ends its Removed channel is closed and its Conn answers
 // ErrTokenRemoved from then on: the engine drops the sessions of that generation

@@ -106,7 +106,9 @@ type Manager struct {
 	changes chan struct{}
 	started bool
 	closed  bool
-	svcErr  error // last service error; nil while a watch context works
+	svcErr  error  // last service error; nil while a watch context works
+	scans   uint64 // reads of the reader states started so far
+	poke    bool   // read the states again before the next Wait
 	reqs    []chan struct{}
 	stopW   context.CancelFunc // cancels the watcher's current Wait
 	kick    chan struct{}
@@ -142,6 +144,7 @@ type instance struct {
 	pc       Context
 	conn     *conn
 	token    cards.Token
+	boundAt  uint64 // m.scans when the bind landed: later reads must show our connection
 }
 
 // New returns a manager over b; Start begins watching.

@@ -450,6 +450,42 @@ func TestServiceRestart(t *testing.T) {
 	}
 }
 
+// A service restart that no call sees (package pcsc re-establishes its contexts inside)
+// still ends the generation: the card was powered down, and the event counter starting
+// again may show the very same count.
+func TestSilentServiceRestart(t *testing.T) {
+	b := slotmgrtest.New()
+	b.Healing = true
+	b.AddReader("A")
+	b.AddReader("B")
+	if err := b.Insert("A", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, b, slotmgr.Options{NoPINPad: true})
+	a0, _ := find(e.m.Slots(), "A")
+	b.Restart()
+	s := e.waitFor("new generation", func(s []slotmgr.SlotInfo) bool {
+		x, _ := find(s, "A")
+		return x.Present && x.Gen != a0.Gen
+	})
+	a1, _ := find(s, "A")
+	if a1.ID != a0.ID || !closed(a0.Removed) {
+		t.Errorf("after silent restart: %+v (before %+v)", a1, a0)
+	}
+	if _, err := a1.Conn.Transmit(context.Background(), []byte{0, 0xCA, 0, 0}); err != nil {
+		t.Errorf("new conn: %v", err)
+	}
+	// The table settles: no further generations without a further event.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if x, _ := find(e.m.Slots(), "A"); x.Gen != a1.Gen {
+		t.Errorf("generation moved again to %d without an event", x.Gen)
+	}
+}
+
 func TestBindFailures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

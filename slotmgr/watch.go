@@ -76,6 +76,10 @@ func (w *watcher) step() {
 
 	w.reqs = append(w.reqs, m.takeReqs()...)
 	reqs := w.reqs
+	m.mu.Lock()
+	m.scans++
+	seq := m.scans
+	m.mu.Unlock()
 	states, err := w.scan()
 	w.reqs = nil
 	if err != nil {
@@ -90,7 +94,7 @@ func (w *watcher) step() {
 		return
 	}
 	w.reqs = reqs
-	m.apply(states, len(reqs) > 0)
+	m.apply(states, seq, len(reqs) > 0)
 	w.reqs = nil
 	m.release(reqs)
 
@@ -101,7 +105,7 @@ func (w *watcher) step() {
 	}
 	defer cancel()
 	m.mu.Lock()
-	if len(m.reqs) > 0 {
+	if len(m.reqs) > 0 || m.poke {
 		m.mu.Unlock()
 		return
 	}
@@ -166,6 +170,7 @@ func (m *Manager) takeReqs() []chan struct{} {
 	defer m.mu.Unlock()
 	r := m.reqs
 	m.reqs = nil
+	m.poke = false
 	// Drain a stale kick: these requests are being served now.
 	select {
 	case <-m.kick:
@@ -208,9 +213,9 @@ func (m *Manager) detachLocked(s *slot, dirty map[*slot]bool) {
 	}
 }
 
-// apply brings the table in line with a full read of the reader states. explicit is
-// true when a Rescan asked for this read (failed binds may be retried then).
-func (m *Manager) apply(states []ReaderState, explicit bool) {
+// apply brings the table in line with a full read of the reader states, the seq-th.
+// explicit is true when a Rescan asked for this read (failed binds may be retried then).
+func (m *Manager) apply(states []ReaderState, seq uint64, explicit bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -238,7 +243,7 @@ func (m *Manager) apply(states []ReaderState, explicit bool) {
 			dirty[s] = true
 		}
 		s.state = st
-		m.applyCardLocked(s, prev, wasAttached, st, explicit, dirty)
+		m.applyCardLocked(s, prev, wasAttached, st, seq, explicit, dirty)
 	}
 	for _, s := range m.order {
 		if s.attached && !seen[s.reader] {
@@ -248,11 +253,22 @@ func (m *Manager) apply(states []ReaderState, explicit bool) {
 	m.bumpLocked(dirty)
 }
 
-func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, st ReaderState, explicit bool, dirty map[*slot]bool) {
+func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, st ReaderState, seq uint64, explicit bool, dirty map[*slot]bool) {
 	card := st.Present && !st.Empty
 	i := s.inst
 	if i != nil && (!card || st.EventCount != i.events) {
 		m.opt.Logf("slotmgr: slot %d: card removed (gen %d)", s.id, i.gen)
+		m.teardown(i)
+		s.inst = nil
+		i = nil
+		dirty[s] = true
+	}
+	// While we hold a connection the reader reads "in use". A bound card whose reader
+	// no longer does, in a read started after the bind landed, lost our connection: the
+	// service restarted under us (its event counter starts again and may well show the
+	// same count). The card was powered down; treat it as a new insertion.
+	if i != nil && i.token != nil && card && !st.InUse && !st.Exclusive && seq > i.boundAt {
+		m.opt.Logf("slotmgr: slot %d: connection lost (service restarted?), gen %d ends", s.id, i.gen)
 		m.teardown(i)
 		s.inst = nil
 		i = nil

@@ -42,6 +42,10 @@ type Backend struct {
 	EstablishErr error
 	// ConnectErr, when set, is consulted by Connect.
 	ConnectErr func(reader string) error
+	// Healing makes contexts survive a service restart, as package pcsc's do (they
+	// re-establish inside and a Wait returns the new states); card handles still die.
+	// Set it before use.
+	Healing bool
 
 	contexts, handles int // open now
 	established       int // Establish calls that succeeded
@@ -58,6 +62,7 @@ type reader struct {
 	exclusive bool
 	features  []byte // answer to the part 10 feature request; nil: control fails
 	resets    int
+	conns     int // open handles to the card now in the reader (SCARD_STATE_INUSE)
 }
 
 // New returns a running service with no readers.
@@ -124,7 +129,7 @@ func (b *Backend) Insert(name string, c vcard.Card) error {
 		r.events++ // removal of the old card
 	}
 	c.Reset()
-	r.card, r.insertion, r.mute = c, nextInsertion(), false
+	r.card, r.insertion, r.mute, r.conns = c, nextInsertion(), false, 0
 	r.events++
 	b.notifyLocked()
 	return nil
@@ -146,7 +151,7 @@ func (b *Backend) removeLocked(name string) {
 	if r == nil || r.card == nil {
 		return
 	}
-	r.card, r.insertion, r.mute, r.exclusive = nil, 0, false, false
+	r.card, r.insertion, r.mute, r.exclusive, r.conns = nil, 0, false, false, 0
 	r.events++
 	b.notifyLocked()
 }
@@ -197,6 +202,10 @@ func (b *Backend) ResetCard(name string) {
 func (b *Backend) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.stopLocked()
+}
+
+func (b *Backend) stopLocked() {
 	if !b.up {
 		return
 	}
@@ -210,6 +219,10 @@ func (b *Backend) Stop() {
 func (b *Backend) Start() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.startLocked()
+}
+
+func (b *Backend) startLocked() {
 	if b.up {
 		return
 	}
@@ -217,6 +230,7 @@ func (b *Backend) Start() {
 	b.epoch++
 	for _, r := range b.readers {
 		r.events = 0
+		r.conns = 0
 		if r.card != nil {
 			r.card.Reset()
 			r.insertion = nextInsertion()
@@ -224,6 +238,15 @@ func (b *Backend) Start() {
 		}
 	}
 	b.notifyLocked()
+}
+
+// Restart stops and starts the service in one step: no call sees it down. With
+// Healing, contexts live on and only the card handles tell.
+func (b *Backend) Restart() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopLocked()
+	b.startLocked()
 }
 
 // Stats reports contexts and card handles open now, and counts of successful
@@ -265,7 +288,7 @@ func (c *fctx) checkLocked() error {
 	if c.closed {
 		return ErrInvalidHandle
 	}
-	if !c.b.up || c.epoch != c.b.epoch {
+	if !c.b.up || (c.epoch != c.b.epoch && !c.b.Healing) {
 		return ErrNoService
 	}
 	return nil
@@ -303,7 +326,7 @@ func (r *reader) stateLocked() slotmgr.ReaderState {
 		st.Present = true
 		st.Mute = r.mute
 		st.Exclusive = r.exclusive
-		st.InUse = r.exclusive
+		st.InUse = r.exclusive || r.conns > 0
 		if !r.mute {
 			st.ATR = append([]byte(nil), r.card.ATR()...)
 		}
@@ -319,6 +342,9 @@ func (r *reader) stateLocked() slotmgr.ReaderState {
 	}
 	if st.Exclusive {
 		st.Raw |= 0x80
+	}
+	if st.InUse {
+		st.Raw |= 0x100
 	}
 	return st
 }
@@ -391,7 +417,9 @@ func (c *fctx) Connect(ctx context.Context, name string) (slotmgr.Card, error) {
 		}
 	}
 	c.b.handles++
-	return &fcard{ctx: c, reader: r, card: r.card, insertion: r.insertion,
+	r.conns++
+	c.b.notifyLocked()
+	return &fcard{ctx: c, reader: r, card: r.card, insertion: r.insertion, epoch: c.b.epoch,
 		atr: append([]byte(nil), r.card.ATR()...), resets: r.resets}, nil
 }
 
@@ -411,6 +439,7 @@ type fcard struct {
 	reader    *reader
 	card      vcard.Card
 	insertion int
+	epoch     int // service incarnation at connect: handles die with the service
 	atr       []byte
 	resets    int  // under b.mu
 	closed    bool // under b.mu
@@ -423,6 +452,9 @@ func (k *fcard) checkLocked() error {
 	}
 	if err := k.ctx.checkLocked(); err != nil {
 		return err
+	}
+	if k.epoch != k.ctx.b.epoch {
+		return ErrInvalidHandle
 	}
 	if k.reader.insertion != k.insertion || k.ctx.b.readers[k.reader.name] != k.reader {
 		return ErrRemoved
@@ -491,6 +523,10 @@ func (k *fcard) Close() error {
 	}
 	k.closed = true
 	b.handles--
+	if k.epoch == b.epoch && k.reader.insertion == k.insertion && k.reader.conns > 0 {
+		k.reader.conns--
+		b.notifyLocked()
+	}
 	return nil
 }
 
