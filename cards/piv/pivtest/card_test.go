@@ -282,3 +282,26 @@ func TestContextCancelled(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestSecurityAndTriesHelpers(t *testing.T) {
+	c := adminCard(t, Options{})
+	wantSW(t, verifyPIN(t, c, "123456"), 0x9000)
+	if s := c.Security(); !s.Selected || !s.PINVerified || !s.MgmtAuthenticated {
+		t.Fatalf("security %+v", s)
+	}
+	if err := c.SetTries(0, 2); err != nil {
+		t.Fatal(err)
+	}
+	_, sw := raw(t, c, "0020008000")
+	wantSW(t, sw, 0x6983)
+	if s := c.Security(); s.PINVerified {
+		t.Fatal("blocked PIN still verified")
+	}
+	if err := c.SetTries(4, 0); err == nil {
+		t.Fatal("tries above the limit accepted")
+	}
+	c.Reset()
+	if s := c.Security(); s != (Security{}) {
+		t.Fatalf("after reset %+v", s)
+	}
+}

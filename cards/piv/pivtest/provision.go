@@ -197,3 +197,31 @@ func (c *Card) SetCHUID() error {
 	}
 	return c.PutObject(objCCC, ccc)
 }
+
+// Security is the card's volatile security state, for test assertions.
+type Security struct {
+	Selected          bool // the PIV application is selected
+	PINVerified       bool // VERIFY succeeded since the last reset, failure or P1 FF
+	MgmtAuthenticated bool // the management key authenticated
+}
+
+// Security reports the volatile security state.
+func (c *Card) Security() Security {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return Security{Selected: c.selected, PINVerified: c.pinOK, MgmtAuthenticated: c.mgmtOK}
+}
+
+// SetTries sets the PIN and PUK tries left (0 blocks), within the current limits.
+func (c *Card) SetTries(pin, puk int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pin < 0 || pin > c.st.PINMax || puk < 0 || puk > c.st.PUKMax {
+		return fmt.Errorf("pivtest: tries %d/%d outside 0..%d/0..%d", pin, puk, c.st.PINMax, c.st.PUKMax)
+	}
+	c.st.PINRetries, c.st.PUKRetries = pin, puk
+	if pin == 0 {
+		c.pinOK, c.pinFresh = false, false
+	}
+	return c.save()
+}
