@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/pcsc"
 )
 
 // Backend is what the slot manager needs of PC/SC: a way to open contexts. NewPCSC returns
@@ -50,6 +51,13 @@ type Controller interface {
 	Control(ctx context.Context, code uint32, in []byte) ([]byte, error)
 }
 
+// USBLookup is implemented by a Backend that can tell which USB device is behind a
+// reader; the manager asks once per reader attachment, outside any lock.
+type USBLookup interface {
+	// USB returns, for each reader, its device or nil when unknown.
+	USB(readers []string) []*pcsc.USBInfo
+}
+
 // ReaderState is one reader's state as the backend reports it (SCARD_READERSTATE).
 type ReaderState struct {
 	Name        string
@@ -59,6 +67,7 @@ type ReaderState struct {
 	InUse       bool // some application is connected
 	Mute        bool // a card is there but did not answer reset
 	Unavailable bool // the reader cannot be used right now
+	Unknown     bool // no reader by this name any more (it left between two reads)
 	ATR         []byte
 	// EventCount is pcsc-lite's per-reader card event counter (upper 16 bits of
 	// dwEventState): it moves on every insertion and removal, so a swap between two reads

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/pcsc"
 )
 
 // Options tune a Manager; the zero value is the production setting.
@@ -31,6 +32,8 @@ type Options struct {
 	MaxBindAttempts int
 	// NoPINPad skips the PC/SC part 10 feature request (PIN-pad detection).
 	NoPINPad bool
+	// NoUSB skips looking up the USB device behind each reader.
+	NoUSB bool
 	// Logf receives diagnostics: reader names, events, errors; never card data. nil
 	// means the "slot" trace category.
 	Logf func(format string, args ...any)
@@ -71,6 +74,8 @@ type SlotInfo struct {
 	ATR   []byte
 	Token cards.Token
 	Conn  cards.Conn
+	// USB is the USB device behind the reader, when the backend can tell (nil otherwise).
+	USB *pcsc.USBInfo
 	// PINPad is true when the reader announces PIN verification on its own keypad (PC/SC
 	// part 10 FEATURE_VERIFY_PIN_DIRECT or _START). PINVerify and PINModify are the
 	// control codes of FEATURE_VERIFY_PIN_DIRECT and FEATURE_MODIFY_PIN_DIRECT (0: none).
@@ -126,6 +131,8 @@ type slot struct {
 	inst     *instance
 	changed  uint64
 	features *features // nil until read for this attachment
+	usb      *pcsc.USBInfo
+	usbDue   bool // attached since the last USB lookup
 }
 
 // instance is one card insertion in one reader.
@@ -359,7 +366,7 @@ func (m *Manager) ServiceErr() error {
 }
 
 func (s *slot) info() SlotInfo {
-	in := SlotInfo{ID: s.id, Reader: s.reader, ReaderGone: !s.attached, Changed: s.changed}
+	in := SlotInfo{ID: s.id, Reader: s.reader, ReaderGone: !s.attached, Changed: s.changed, USB: s.usb}
 	if s.features != nil {
 		in.PINPad = s.features.pinPad()
 		in.PINVerify = s.features.code(featureVerifyPINDirect)

@@ -95,6 +95,7 @@ func (w *watcher) step() {
 	}
 	w.reqs = reqs
 	m.apply(states, seq, len(reqs) > 0)
+	m.lookupUSB()
 	w.reqs = nil
 	m.release(reqs)
 
@@ -208,6 +209,7 @@ func (m *Manager) detachLocked(s *slot, dirty map[*slot]bool) {
 	if s.attached {
 		s.attached = false
 		s.features = nil
+		s.usb, s.usbDue = nil, false
 		dirty[s] = true
 		m.opt.Logf("slotmgr: slot %d: reader %q gone", s.id, s.reader)
 	}
@@ -225,7 +227,7 @@ func (m *Manager) apply(states []ReaderState, seq uint64, explicit bool) {
 	dirty := map[*slot]bool{}
 	seen := make(map[string]bool, len(states))
 	for _, st := range states {
-		if seen[st.Name] {
+		if seen[st.Name] || st.Unknown {
 			continue
 		}
 		seen[st.Name] = true
@@ -240,6 +242,7 @@ func (m *Manager) apply(states []ReaderState, seq uint64, explicit bool) {
 		wasAttached := s.attached
 		if !s.attached {
 			s.attached = true
+			s.usbDue = !m.opt.NoUSB
 			dirty[s] = true
 		}
 		s.state = st
@@ -322,4 +325,34 @@ func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, s
 // included, so it is no reason.)
 func stateMoved(a, b ReaderState) bool {
 	return a.Exclusive && !b.Exclusive
+}
+
+// lookupUSB finds the USB devices of readers attached since the last lookup.
+func (m *Manager) lookupUSB() {
+	u, ok := m.b.(USBLookup)
+	if !ok {
+		return
+	}
+	m.mu.Lock()
+	var due []*slot
+	var names []string
+	for _, s := range m.order {
+		if s.usbDue {
+			s.usbDue = false
+			due = append(due, s)
+			names = append(names, s.reader)
+		}
+	}
+	m.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	infos := u.USB(names)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, s := range due {
+		if k < len(infos) && s.attached && infos[k] != nil {
+			s.usb = infos[k]
+		}
+	}
 }
