@@ -29,8 +29,9 @@ its objects: certificates, public and private keys, data objects. For each: kind
 CKA_ID (hex), handle, label, the key's algorithm and size, and its PIN and touch
 policies where the card tells them (PIV: YubiKey 5.3 and later).
 
-  --reader NAME  the reader to use: its full name or a part naming one reader
-                 (default: the first reader holding a card)
+  --reader NAME  the reader to use: its full name, or a part of it naming one
+                 reader (or one holding a card); default: the first reader holding
+                 a card
   --json         one JSON object: {"reader", "token": {"driver", "label",
                  "manufacturer", "model", "serial", "firmware"}, "objects": [{"handle",
                  "kind", "id", "label", "private", "key": {"alg", "bits", "pin_policy",
@@ -109,6 +110,18 @@ func pickReader(readers []string, want string, present func([]string) ([]bool, e
 			return "", fmt.Errorf("no reader matches %q (readers: %s)", want, strings.Join(readers, ", "))
 		case 1:
 			return hits[0], nil
+		}
+		// Several match: the one among them holding a card, if only one does.
+		if p, err := present(hits); err == nil {
+			var with []string
+			for i, r := range hits {
+				if i < len(p) && p[i] {
+					with = append(with, r)
+				}
+			}
+			if len(with) == 1 {
+				return with[0], nil
+			}
 		}
 		return "", fmt.Errorf("%q matches %d readers: %s", want, len(hits), strings.Join(hits, ", "))
 	}

@@ -34,7 +34,13 @@ func useObjectsCard(t *testing.T, name string, card vcard.Card) {
 	objectsMu.Lock()
 	old := objectsOpen
 	objectsOpen = func(ctx context.Context, want string) (string, objConn, func(), error) {
-		r, err := pickReader([]string{"Other Reader 00 00", name}, want, func(n []string) ([]bool, error) { return []bool{false, true}, nil })
+		r, err := pickReader([]string{"Other Reader 00 00", name}, want, func(ns []string) ([]bool, error) {
+			out := make([]bool, len(ns))
+			for i, n := range ns {
+				out[i] = n == name
+			}
+			return out, nil
+		})
 		if err != nil {
 			return "", nil, nil, err
 		}
@@ -116,12 +122,20 @@ func TestObjectsUnknownCard(t *testing.T) {
 
 func TestPickReader(t *testing.T) {
 	rs := []string{"Yubico YubiKey 00 00", "Virtual PCD 00 00", "Virtual PCD 00 01"}
-	present := func([]string) ([]bool, error) { return []bool{false, false, true}, nil }
+	present := func(names []string) ([]bool, error) {
+		out := make([]bool, len(names))
+		for i, n := range names {
+			out[i] = n == "Virtual PCD 00 01"
+		}
+		return out, nil
+	}
 	for _, tc := range []struct{ want, got, err string }{
 		{"", "Virtual PCD 00 01", ""},
 		{"Virtual PCD 00 00", "Virtual PCD 00 00", ""},
 		{"yubikey", "Yubico YubiKey 00 00", ""},
-		{"virtual", "", "matches 2 readers"},
+		{"virtual", "Virtual PCD 00 01", ""},
+		{"pcd 00", "Virtual PCD 00 01", ""},
+		{"00 00", "", "matches 2 readers"},
 		{"zzz", "", "no reader matches"},
 	} {
 		got, err := pickReader(rs, tc.want, present)
