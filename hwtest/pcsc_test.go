@@ -423,3 +423,52 @@ func TestPCSCSurvivesPCSCDRestart(t *testing.T) {
 	}
 	unlock()
 }
+
+// WaitFor watches some readers only: a card in another reader does not wake it.
+func TestPCSCWaitFor(t *testing.T) {
+	r := testRig(t)
+	c := pcscContext(t)
+	ctx := context.Background()
+	known, err := c.Status(ctx, []string{r.ReaderName(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := make(chan waitResult, 1)
+	go func() {
+		s, err := c.WaitFor(ctx, known)
+		ch <- waitResult{s, err}
+	}()
+	insert(t, 3, newOKCard(9))
+	select {
+	case res := <-ch:
+		t.Fatalf("WaitFor woke for another reader: %v %v", res.states, res.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	insert(t, 2, newOKCard(10))
+	res := receive(t, ch, "insert")
+	if res.err != nil || len(res.states) != 1 || !res.states[0].Present || res.states[0].Name != r.ReaderName(2) {
+		t.Fatalf("WaitFor = %v, %v", res.states, res.err)
+	}
+}
+
+// Wait treats a known list that differs from pcscd's readers as a change and returns at
+// once: nil (first call), or a list that lacks a reader (one added since the snapshot).
+func TestPCSCWaitReaderSetDiffers(t *testing.T) {
+	r := testRig(t)
+	c := pcscContext(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	all, err := c.Wait(ctx, nil)
+	if err != nil || len(all) < r.Readers() {
+		t.Fatalf("Wait(nil) = %v, %v", all, err)
+	}
+	got, err := c.Wait(ctx, all[:len(all)-1])
+	if err != nil || len(got) != len(all) {
+		t.Fatalf("Wait(missing a reader) = %v, %v", got, err)
+	}
+	gone := append(slices.Clone(all), pcsc.ReaderState{Name: "Gone Reader 00 00", Empty: true})
+	got, err = c.Wait(ctx, gone)
+	if err != nil || len(got) != len(all) {
+		t.Fatalf("Wait(with a reader that left) = %v, %v", got, err)
+	}
+}

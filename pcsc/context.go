@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,11 @@ type Context struct {
 	waitMu  sync.Mutex // one Wait at a time; guards wh
 	wh      ctxHandle
 	whValid bool
+
+	// pnpCounts is set once pcscd reported a reader count in the PnP reader's event state
+	// (pcsc-lite 2.x, Windows): it then tells us about readers added between two waits,
+	// and Wait need not list readers first.
+	pnpCounts atomic.Bool
 }
 
 // Establish connects to the PC/SC service (SCARD_SCOPE_SYSTEM). With pcscd not running it
@@ -261,8 +267,12 @@ const cancelRetry = 50 * time.Millisecond
 // changes: a card inserted or removed, a card swapped between two calls (the event counter
 // in Raw differs), a reader turning mute or unavailable. It then returns the state of
 // every reader. Changes that do not matter to a slot (another program connecting) do not
-// end the wait. Pass the result of Status or the previous Wait as known; nil returns at
-// once when there are readers.
+// end the wait. Pass the result of Status(ctx, nil) or of the previous Wait as known; nil
+// returns at once when there are readers.
+//
+// A wake caused by a card costs one SCardGetStatusChange, plus a listing where pcscd does
+// not count readers in the PnP state (pcsc-lite before 2.0); a reader added or removed
+// adds a status call.
 //
 // ctx ending returns ctx.Err(); Close returns ErrClosed. When pcscd goes away Wait
 // re-establishes once; if the service is back it returns the new state (counters restart,
@@ -270,8 +280,28 @@ const cancelRetry = 50 * time.Millisecond
 //
 // One Wait runs at a time per Context; a second waits for the first.
 func (c *Context) Wait(ctx context.Context, known []ReaderState) ([]ReaderState, error) {
+	return c.wait(ctx, known, true)
+}
+
+// WaitFor blocks until one of the readers in known changes as Wait judges it (card
+// inserted, removed or swapped, reader mute or unavailable) or leaves, or ctx ends. Other
+// readers coming and going do not wake it. It returns the new states of the readers in
+// known, in the same order; one that left has Unknown set. It is Wait for a caller that
+// watches some readers only: Wait treats a known list that lacks a reader as a change.
+func (c *Context) WaitFor(ctx context.Context, known []ReaderState) ([]ReaderState, error) {
+	if len(known) == 0 {
+		return nil, fmt.Errorf("pcsc: WaitFor needs at least one reader")
+	}
+	return c.wait(ctx, known, false)
+}
+
+// wait is Wait (all: the reader list matters) and WaitFor (only the known readers).
+func (c *Context) wait(ctx context.Context, known []ReaderState, all bool) ([]ReaderState, error) {
 	c.waitMu.Lock()
 	defer c.waitMu.Unlock()
+	// The PnP reader's current state carries the reader count we believe in; pcscd
+	// reports a change when its own count differs.
+	pnp := uint32(len(known)) << 16
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -280,21 +310,32 @@ func (c *Context) Wait(ctx context.Context, known []ReaderState) ([]ReaderState,
 		if err != nil {
 			return nil, err
 		}
-		names, err := c.Readers(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if !sameReaders(names, known) {
-			return c.Status(ctx, names)
+		if all && !c.pnpCounts.Load() {
+			// pcscd only flags readers that come or go during the call: compare the
+			// list now, so one added since the caller's snapshot is not missed.
+			names, err := c.Readers(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !sameReaders(names, known) {
+				return c.Status(ctx, names)
+			}
 		}
 		states := make([]scState, 0, len(known)+1)
 		for _, k := range known {
 			states = append(states, scState{reader: k.Name, current: currentState(k)})
 		}
-		states = append(states, scState{reader: pnpReader, current: uint32(len(names)) << 16})
+		if all {
+			states = append(states, scState{reader: pnpReader, current: pnp})
+		}
 		code := c.blockingStatusChange(ctx, wh, states)
+		readersChanged := false
 		switch {
-		case code == codeSuccess, code == codeTimeout, code == codeUnknownReader:
+		case code == codeSuccess:
+		case code == codeTimeout:
+			continue
+		case code == codeUnknownReader:
+			readersChanged = true
 		case code == codeCancelled || code == codeSystemCancelled:
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -308,6 +349,9 @@ func (c *Context) Wait(ctx context.Context, known []ReaderState) ([]ReaderState,
 			if _, err := c.waitHandle(); err != nil {
 				return nil, err
 			}
+			if !all {
+				return c.Status(ctx, readerNames(known))
+			}
 			return c.Status(ctx, nil)
 		default:
 			return nil, wrap("wait for reader change", code)
@@ -315,12 +359,41 @@ func (c *Context) Wait(ctx context.Context, known []ReaderState) ([]ReaderState,
 		if c.isClosed() {
 			return nil, ErrClosed
 		}
-		now, err := c.Status(ctx, nil)
-		if err != nil {
-			return nil, err
+		var now []ReaderState
+		if code == codeSuccess && all {
+			ev := states[len(known)].event
+			if ev>>16 != 0 {
+				c.pnpCounts.Store(true)
+			}
+			if ev&stateChanged != 0 {
+				readersChanged = true
+				// Follow pcscd's count from here on, so a count kept differently
+				// (another platform, another version) cannot make Wait spin.
+				pnp = ev &^ (stateChanged | stateIgnore)
+			}
 		}
-		if !sameReaders(readerNames(now), known) {
+		if code == codeSuccess {
+			now = make([]ReaderState, len(known))
+			for i := range known {
+				now[i] = decodeState(known[i].Name, states[i].event, states[i].atr)
+				if now[i].Unknown {
+					readersChanged = true
+				}
+			}
+		}
+		if readersChanged && !all {
+			if now, err = c.Status(ctx, readerNames(known)); err != nil {
+				return nil, err
+			}
 			return now, nil
+		}
+		if readersChanged {
+			if now, err = c.Status(ctx, nil); err != nil {
+				return nil, err
+			}
+			if !sameReaders(readerNames(now), known) {
+				return now, nil
+			}
 		}
 		for i := range now {
 			if Changed(known[i], now[i]) {
