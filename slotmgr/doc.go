@@ -37,7 +37,8 @@
 // Rescan (C_GetSlotList) wakes the watcher, waits for a fresh read and for the binds it
 // started, so the table answers for the moment of the call; Start does the same before
 // returning. With pcscd down, Start and Rescan return nil with an empty table; the watcher
-// tries the service again every Options.RetryInterval and on each Rescan.
+// tries the service again after 50ms, then at doubling intervals up to
+// Options.RetryInterval, and on each Rescan.
 //
 // Failed binds: an unrecognised card, a malformed answer or a driver panic is final for
 // that insertion; other errors (sharing violation, transmission error) are retried on

@@ -16,9 +16,9 @@ type Options struct {
 	// Bind binds a driver to a connected card; nil means cards.Bind over the registered
 	// drivers. Tests put their own here.
 	Bind func(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, error)
-	// RetryInterval is how long the manager waits before trying the PC/SC service again
-	// after it failed (pcscd down, a context that keeps failing). Rescan tries at once.
-	// Default 1s.
+	// RetryInterval is the longest pause before trying the PC/SC service again after it
+	// failed (pcscd down, a context that keeps failing): pauses start at 50ms and double
+	// up to it. Rescan tries at once. Default 1s.
 	RetryInterval time.Duration
 	// Poll, when positive, makes the watcher read the reader states at least that often
 	// even when Wait reports nothing: a fallback for a backend whose waits can miss an

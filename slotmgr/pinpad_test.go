@@ -1,6 +1,9 @@
 package slotmgr
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestParseFeatures(t *testing.T) {
 	for _, tc := range []struct {
@@ -47,4 +50,24 @@ func FuzzFeatures(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRetryDelay(t *testing.T) {
+	for _, tc := range []struct {
+		fails int
+		max   time.Duration
+		want  time.Duration
+	}{
+		{0, time.Second, 50 * time.Millisecond},
+		{2, time.Second, 50 * time.Millisecond},
+		{3, time.Second, 100 * time.Millisecond},
+		{6, time.Second, 800 * time.Millisecond},
+		{7, time.Second, time.Second},
+		{1000, time.Second, time.Second},
+		{2, time.Millisecond, time.Millisecond},
+	} {
+		if got := retryDelay(tc.fails, tc.max); got != tc.want {
+			t.Errorf("retryDelay(%d, %v) = %v, want %v", tc.fails, tc.max, got, tc.want)
+		}
+	}
 }

@@ -155,9 +155,24 @@ func (w *watcher) scan() ([]ReaderState, error) {
 	return nil, err
 }
 
-// pause waits RetryInterval, or less when a Rescan asks or the manager stops.
+// firstRetry is the first pause after the service failed; pauses double from there up
+// to RetryInterval, so a restarted pcscd is found again quickly and a stopped one costs
+// one failed connect per RetryInterval.
+const firstRetry = 50 * time.Millisecond
+
+// retryDelay is the pause after fails consecutive failures.
+func retryDelay(fails int, max time.Duration) time.Duration {
+	d := firstRetry
+	for i := 2; i < fails && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}
+
+// pause waits before the next try (see retryDelay), or less when a Rescan asks or the
+// manager stops.
 func (w *watcher) pause() {
-	t := time.NewTimer(w.m.opt.RetryInterval)
+	t := time.NewTimer(retryDelay(w.fails, w.m.opt.RetryInterval))
 	defer t.Stop()
 	select {
 	case <-t.C:
