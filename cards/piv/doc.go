@@ -64,7 +64,10 @@
 //	Objects{ID 01, private}   1: GET METADATA 9A (no metadata: the 9A certificate)
 //	Objects{ID 01}            2: + the 9A certificate
 //	Objects{} (everything)    per slot GET METADATA + certificate, ATTEST per generated
-//	                             key, 5 data containers; 0 the second time
+//	                             key, 5 data containers (59 on a YubiKey 5.7 with one
+//	                             key); 0 the second time. Without metadata the key
+//	                             history object limits the retired slots read to those
+//	                             it says hold on-card certificates.
 //	Login user                1: VERIFY
 //	Login SO                  2: GENERAL AUTHENTICATE ×2 (+1 GET METADATA 9B once per insertion)
 //	Sign/Decrypt/Derive       1: GENERAL AUTHENTICATE (+1 VERIFY with cards.Auth; +1

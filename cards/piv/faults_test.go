@@ -250,3 +250,53 @@ func slicesContains[T comparable](s []T, v T) bool {
 	}
 	return false
 }
+
+func TestKeyHistoryTrimsRetiredSlots(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		history []byte
+		certs   int // certificate reads for the key slots
+	}{
+		{"no history", nil, 25},
+		{"two on card", []byte{0xC1, 0x01, 0x02, 0xC2, 0x01, 0x00, 0xFE, 0x00}, 7},
+		{"none on card", []byte{0xC1, 0x01, 0x00, 0xC2, 0x01, 0x03, 0xFE, 0x00}, 5},
+		{"malformed", []byte{0xC1, 0x05}, 25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, pivtest.Options{Firmware: [3]byte{5, 2, 7}}, func(c *pivtest.Card) {
+				provision(t, c, 0x82, pivtest.AlgECCP256)
+				provision(t, c, 0x83, pivtest.AlgECCP256)
+				if tc.history != nil {
+					if err := c.PutObject(pivtest.ObjectKeyHistory, tc.history); err != nil {
+						t.Fatal(err)
+					}
+				}
+			})
+			var objs []cards.Object
+			_, ins := f.conn.count(func() {
+				var err error
+				if objs, err = f.tok.Objects(ctxb, cards.Filter{Kind: cards.KindCertificate}); err != nil {
+					t.Fatal(err)
+				}
+			})
+			certs := 0
+			for _, c := range ins {
+				if c != "CB 5FC10C" && c != "CB 7E" && len(c) == 9 && c[:4] == "CB 5" {
+					certs++
+				}
+			}
+			if certs != tc.certs {
+				t.Errorf("%d certificate reads, want %d: %v", certs, tc.certs, ins)
+			}
+			n := 0
+			for _, o := range objs {
+				if o.Handle == "82/cert" || o.Handle == "83/cert" {
+					n++
+				}
+			}
+			if want := map[bool]int{true: 0, false: 2}[tc.name == "none on card"]; n != want {
+				t.Errorf("%d retired certificates listed, want %d", n, want)
+			}
+		})
+	}
+}

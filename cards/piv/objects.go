@@ -91,6 +91,17 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 	}
 	defer unlock()
 
+	if f.ID == nil && !t.hasMeta && (needKey || needCert || len(attSlots) > 0) {
+		// Without metadata every retired slot costs a certificate read; the key history
+		// object (part 1 §3.3.2) says how many retired keys have on-card certificates,
+		// numbered from 82 up: read those only.
+		if keySlots, err = t.trimRetired(ctx, keySlots); err != nil {
+			return nil, err
+		}
+		if attSlots, err = t.trimRetired(ctx, attSlots); err != nil {
+			return nil, err
+		}
+	}
 	var out []cards.Object
 	for _, si := range keySlots {
 		if needCert {
@@ -154,6 +165,27 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 			Handle: fmt.Sprintf("data/%x", dataID(d.tag)), Kind: cards.KindData, ID: dataID(d.tag),
 			Label: d.label, Value: v, App: "PIV", OID: oid, Modifiable: true, Destroyable: true,
 		})
+	}
+	return out, nil
+}
+
+// trimRetired drops the retired slots past the key history's on-card count. Without a
+// (well-formed) key history object every slot stays.
+func (t *Token) trimRetired(ctx context.Context, in []*slotInfo) ([]*slotInfo, error) {
+	v, err := t.loadData(ctx, tagKeyHistory)
+	if err != nil || v == nil {
+		return in, err
+	}
+	kh, err := parseKeyHistory(v)
+	if err != nil {
+		return in, nil
+	}
+	var out []*slotInfo
+	for _, si := range in {
+		if si.slot >= 0x82 && si.slot <= 0x95 && int(si.slot-0x82) >= kh.OnCard {
+			continue
+		}
+		out = append(out, si)
 	}
 	return out, nil
 }
