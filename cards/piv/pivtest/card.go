@@ -92,7 +92,7 @@ type Card struct {
 	st      persistent
 
 	// volatile state, dropped by Reset
-	selected    bool
+	app         byte // the selected application: appNone, appPIV, appManagement
 	pinOK       bool // PIN verified (security status)
 	pinFresh    bool // PIN verified and not yet used by a PIN-always key
 	mgmtOK      bool // management key authenticated
@@ -229,7 +229,7 @@ func (c *Card) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.resetVolatile()
-	c.selected = false
+	c.app = appNone
 }
 
 func (c *Card) resetVolatile() {
@@ -370,7 +370,11 @@ func (c *Card) dispatch(ctx context.Context, cmd apdu.Command) ([]byte, status) 
 	if cmd.INS == insSelect {
 		return c.doSelect(cmd)
 	}
-	if !c.selected {
+	switch c.app {
+	case appManagement:
+		return c.managementCommand(cmd)
+	case appPIV:
+	default:
 		return nil, swINS
 	}
 	switch cmd.INS {
@@ -421,16 +425,24 @@ func (c *Card) dispatch(ctx context.Context, cmd apdu.Command) ([]byte, status) 
 
 // doSelect answers SELECT by AID (SP 800-73-4 part 2 §3.1.1). The PIV AID may be given in
 // full or truncated (at least the RID). The answer is the application property template
-// a YubiKey sends: 61 { 4F PIX-with-version, 79 { 4F RID } }.
+// a YubiKey sends: 61 { 4F PIX-with-version, 79 { 4F RID } }. The YubiKey management
+// application is modelled too (see managementCommand); other AIDs are 6A82 and leave the
+// selection alone. Selection by file identifier (P1 ≠ 04) is not supported: 6D00, which
+// is what GnuPG's scdaemon expects of a YubiKey when it probes SELECT MF.
 func (c *Card) doSelect(cmd apdu.Command) ([]byte, status) {
 	if cmd.P1 != 0x04 {
-		return nil, swBadP1P2
+		return nil, swINS
 	}
 	aid := cmd.Data
+	if bytes.Equal(aid, managementAID) {
+		c.leavePIV()
+		c.app = appManagement
+		return c.managementSelect(), swOK
+	}
 	if len(aid) < 5 || len(aid) > len(pivAID) || !bytes.Equal(aid, pivAID[:len(aid)]) {
 		return nil, swNotFound
 	}
-	c.selected = true
+	c.app = appPIV
 	c.mgmtPending, c.mgmtMode = nil, 0
 	inner := apdu.TLVBytes(0x4F, pivAID[5:])
 	inner = apdu.AppendTLV(inner, 0x79, apdu.TLVBytes(0x4F, pivAID[:5]))

@@ -35,7 +35,8 @@ func TestSelect(t *testing.T) {
 		{"short", "00A4040004A0000003", 0x6A82},
 		{"wrong", "00A4040005A000000309", 0x6A82},
 		{"toolong", "00A404000CA00000030800001000010000", 0x6A82},
-		{"p1", "00A4000005A000000308", 0x6A86},
+		{"p1", "00A4000005A000000308", 0x6D00},
+		{"mf", "00A4000C023F00", 0x6D00},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCard(t, Options{})
@@ -56,6 +57,35 @@ func TestNotSelected(t *testing.T) {
 	wantSW(t, sw, 0x6A82)
 	_, sw = raw(t, c, "00FD000000")
 	wantSW(t, sw, 0x6D00)
+}
+
+func TestManagementApplication(t *testing.T) {
+	c := selected(t, Options{Serial: 0x00BC614E})
+	wantSW(t, verifyPIN(t, c, "123456"), 0x9000)
+	data, sw := raw(t, c, "00A4040008A000000527471117")
+	wantSW(t, sw, 0x9000)
+	if string(data) != "5.7.1" {
+		t.Fatalf("management select %q", data)
+	}
+	data, sw = raw(t, c, "001D000000")
+	wantSW(t, sw, 0x9000)
+	if len(data) == 0 || int(data[0]) != len(data)-1 {
+		t.Fatalf("config %X", data)
+	}
+	tl, ok := parseTLVMap(data[1:])
+	if !ok || !bytes.Equal(tl[0x02], []byte{0x00, 0xBC, 0x61, 0x4E}) || !bytes.Equal(tl[0x05], []byte{5, 7, 1}) || !bytes.Equal(tl[0x04], []byte{1}) {
+		t.Fatalf("config %X", data)
+	}
+	// PIV commands go nowhere while the management application is selected.
+	_, sw = raw(t, c, "00FD000000")
+	wantSW(t, sw, 0x6D00)
+	_, sw = raw(t, c, "001D010000")
+	wantSW(t, sw, 0x6A86)
+	// Back in PIV, the PIN must be given again.
+	_, sw = raw(t, c, "00A4040005A000000308")
+	wantSW(t, sw, 0x9000)
+	_, sw = raw(t, c, "0020008000")
+	wantSW(t, sw, 0x63C3)
 }
 
 func TestVersionSerial(t *testing.T) {

@@ -209,7 +209,7 @@ type Security struct {
 func (c *Card) Security() Security {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Security{Selected: c.selected, PINVerified: c.pinOK, MgmtAuthenticated: c.mgmtOK}
+	return Security{Selected: c.app == appPIV, PINVerified: c.pinOK, MgmtAuthenticated: c.mgmtOK}
 }
 
 // SetTries sets the PIN and PUK tries left (0 blocks), within the current limits.
