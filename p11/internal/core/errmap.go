@@ -9,6 +9,7 @@ import (
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
 	"github.com/p11-card/p11-card/cards/vcard"
+	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 )
 
@@ -32,6 +33,9 @@ var errTable = []struct {
 	{is(context.Canceled), CKR_FUNCTION_CANCELED},
 	{is(slotmgr.ErrTokenRemoved), CKR_DEVICE_REMOVED},
 	{is(vcard.ErrRemoved), CKR_DEVICE_REMOVED},
+	{is(pcsc.ErrCardRemoved), CKR_DEVICE_REMOVED},
+	{is(pcsc.ErrNoCard), CKR_DEVICE_REMOVED},
+	{is(pcsc.ErrNoReader), CKR_DEVICE_REMOVED},
 	{is(slotmgr.ErrClosed), CKR_CRYPTOKI_NOT_INITIALIZED},
 	{is(cards.ErrPINBlocked), CKR_PIN_LOCKED},
 	{is(apdu.ErrAuthBlocked), CKR_PIN_LOCKED},
@@ -66,6 +70,15 @@ var errTable = []struct {
 		return errors.As(err, &s)
 	}, CKR_DEVICE_ERROR},
 	{is(context.DeadlineExceeded), CKR_DEVICE_ERROR},
+	{is(pcsc.ErrCardReset), CKR_DEVICE_ERROR},
+	{is(pcsc.ErrSharingViolation), CKR_DEVICE_ERROR},
+	{is(pcsc.ErrTimeout), CKR_DEVICE_ERROR},
+	{is(pcsc.ErrCardUnresponsive), CKR_DEVICE_ERROR},
+	{is(pcsc.ErrNoService), CKR_DEVICE_ERROR},
+	{func(err error) bool {
+		var e *pcsc.Error
+		return errors.As(err, &e)
+	}, CKR_DEVICE_ERROR},
 }
 
 func is(target error) func(error) bool {

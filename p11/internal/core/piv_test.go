@@ -1,0 +1,157 @@
+package core
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/asn1"
+	"math/big"
+	"sync"
+	"testing"
+
+	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/cards/piv"
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/slotmgr"
+)
+
+// pivConn serves an in-process virtual card as a cards.Conn.
+type pivConn struct {
+	mu   sync.Mutex
+	card *pivtest.Card
+}
+
+func (c *pivConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	return c.card.Transmit(ctx, cmd)
+}
+func (c *pivConn) Lock(ctx context.Context) (func(), bool, error) {
+	c.mu.Lock()
+	return c.mu.Unlock, false, nil
+}
+
+// pivSource binds the real PIV driver to a virtual YubiKey.
+func pivSource(t *testing.T, card *pivtest.Card) *fakeSource {
+	t.Helper()
+	conn := &pivConn{card: card}
+	tok, err := piv.Driver{}.Open(context.Background(), conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	genCounter++
+	src.removed = make(chan struct{})
+	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "Yubico YubiKey 00", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
+	return src
+}
+
+func newPIVCard(t *testing.T) *pivtest.Card {
+	t.Helper()
+	card := pivtest.MustNew(pivtest.Options{})
+	for slot, alg := range map[byte]byte{0x9A: pivtest.AlgRSA2048, 0x9C: pivtest.AlgECCP256, 0x9D: pivtest.AlgRSA2048, 0x9E: pivtest.AlgECCP256, 0x82: pivtest.AlgECCP256} {
+		if _, err := card.GenerateInSlot(slot, alg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return card
+}
+
+// TestPIVDriver runs core over the real PIV driver and the virtual YubiKey.
+func TestPIVDriver(t *testing.T) {
+	card := newPIVCard(t)
+	m := newApp(t, pivSource(t, card))
+	ti, err := m.TokenInfo(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("token %q serial %q model %q flags %#x", ti.Label, ti.Serial, ti.Model, ti.Flags)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
+	if n := len(find(t, m, s, classTmpl(CKO_CERTIFICATE, nil))); n < 5 {
+		t.Errorf("%d certificates", n)
+	}
+	login(t, m, s)
+	// 9A RSA: PKCS#1 and PSS, verified in software.
+	k9a := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	msg := []byte("hello")
+	sum := sha256.Sum256(msg)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS_PSS, PSS: &PSSParams{Hash: CKM_SHA256, MGF: CKG_MGF1_SHA256, SaltLen: 32}}, k9a), CKR_OK)
+	sig, err := m.Sign(s, msg, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := card.PublicKey(0x9A).(*rsa.PublicKey)
+	if err := rsa.VerifyPSS(pub, 5, sum[:], sig, &rsa.PSSOptions{SaltLength: 32}); err != nil {
+		t.Errorf("PSS via the card: %v", err)
+	}
+	// 9D RSA decryption (PKCS#1 v1.5 unpadded in software).
+	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, card.PublicKey(0x9D).(*rsa.PublicKey), msg)
+	wantRV(t, m.DecryptInit(s, Mechanism{Type: CKM_RSA_PKCS}, find1(t, m, s, CKO_PRIVATE_KEY, 3)), CKR_OK)
+	if pt, err := m.Decrypt(s, ct, 256); err != nil || string(pt) != "hello" {
+		t.Errorf("decrypt %q %v", pt, err)
+	}
+	// 82 ECDH.
+	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+	k82 := find1(t, m, s, CKO_PRIVATE_KEY, 5)
+	o, err := m.DeriveKey(s, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: peer.PublicKey().Bytes()}}, k82, []Attr{{CKA_SENSITIVE, []byte{0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := card.PublicKey(0x82).(*ecdsa.PublicKey).ECDH()
+	want, _ := peer.ECDH(cp)
+	if got := attr(t, m, s, o, CKA_VALUE).Value; string(got) != string(want) {
+		t.Error("ECDH secret differs")
+	}
+	var pt []byte
+	if _, err := asn1.Unmarshal(attr(t, m, s, find1(t, m, s, CKO_PUBLIC_KEY, 2), CKA_EC_POINT).Value, &pt); err != nil || len(pt) != 65 {
+		t.Error("EC point")
+	}
+	// 9C: PIN always, sixteen threads with their own sessions.
+	k9c := find1(t, m, s, CKO_PRIVATE_KEY, 2)
+	if v := attr(t, m, s, k9c, CKA_ALWAYS_AUTHENTICATE).Value; len(v) != 1 || v[0] != 1 {
+		t.Fatal("9C not always-authenticate")
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := m.OpenSession(1, CKF_SERIAL_SESSION)
+			if err == nil {
+				err = m.SignInit(h, Mechanism{Type: CKM_ECDSA_SHA256}, k9c)
+			}
+			if err == nil {
+				err = m.Login(h, CKU_CONTEXT_SPECIFIC, []byte("123456"))
+			}
+			var sig []byte
+			if err == nil {
+				sig, err = m.Sign(h, msg, 64)
+			}
+			if err == nil {
+				r, sv := new(bigInt).SetBytes(sig[:32]), new(bigInt).SetBytes(sig[32:])
+				if !ecdsa.Verify(card.PublicKey(0x9C).(*ecdsa.PublicKey), sum[:], r, sv) {
+					err = errRV(CKR_SIGNATURE_INVALID, "9C signature")
+				}
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("9C thread: %v", err)
+		}
+	}
+	// Random from the card when it has a generator.
+	b, err := m.GenerateRandom(s, 40)
+	if ti.Flags&CKF_RNG != 0 && (err != nil || len(b) != 40) {
+		t.Errorf("random: %v", err)
+	} else if ti.Flags&CKF_RNG == 0 {
+		wantRV(t, err, CKR_RANDOM_NO_RNG)
+	}
+	_ = cards.KindData
+}
+type bigInt = big.Int
