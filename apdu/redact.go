@@ -1,5 +1,7 @@
 package apdu
 
+import "sync"
+
 // Instructions whose command data carries a secret (PIN, PUK, key) and is never traced.
 const (
 	insVerify            = 0x20 // ISO/IEC 7816-4 §7.5.6 VERIFY
@@ -65,16 +67,44 @@ func Redact(cmd []byte) []byte {
 	return out
 }
 
+// ResponseRedactor is RedactResponse for a sequence of exchanges with one card: the rest
+// of a long GENERAL AUTHENTICATE or PERFORM SECURITY OPERATION answer arrives in GET
+// RESPONSE answers, and those are hidden too. The zero value is ready; it is safe for
+// concurrent use, though only one card's sequence makes sense.
+type ResponseRedactor struct {
+	mu     sync.Mutex
+	secret bool // the answer being collected by GET RESPONSE is secret
+}
+
+// Redact returns a copy of resp fit for a log, given the encoded command cmd it answers.
+func (r *ResponseRedactor) Redact(cmd, resp []byte) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(cmd) >= 4 && cmd[1] == insGetResponse && r.secret {
+		out := append([]byte(nil), resp...)
+		for i := 0; i < len(out)-2; i++ {
+			out[i] = redactedByte
+		}
+		r.secret = len(resp) >= 2 && resp[len(resp)-2] == sw1MoreData
+		return out
+	}
+	out := RedactResponse(cmd, resp)
+	r.secret = len(cmd) >= 4 && secretResponse(cmd[1]) && len(resp) >= 2 && resp[len(resp)-2] == sw1MoreData
+	return out
+}
+
+func secretResponse(ins byte) bool { return ins == insGeneralAuth || ins == insPerformSecurityOp }
+
 // RedactResponse returns a copy of the raw response resp to the encoded command cmd fit for
 // a log: the data of answers that may be plaintext or secret (GENERAL AUTHENTICATE, PERFORM
-// SECURITY OPERATION) is replaced by 2A bytes, the status word kept.
+// SECURITY OPERATION) and of answers to secret-bearing commands (Secret: a card has no
+// business echoing a PIN, but one could) is replaced by 2A bytes, the status word kept.
 func RedactResponse(cmd, resp []byte) []byte {
 	out := append([]byte(nil), resp...)
 	if len(cmd) < 4 || len(resp) <= 2 {
 		return out
 	}
-	switch cmd[1] {
-	case insGeneralAuth, insPerformSecurityOp:
+	if secretResponse(cmd[1]) || Secret(cmd) {
 		for i := range out[:len(out)-2] {
 			out[i] = redactedByte
 		}

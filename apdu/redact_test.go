@@ -62,11 +62,36 @@ func TestRedactResponse(t *testing.T) {
 	if got := RedactResponse(pso, hx("414243 9000")); !bytes.Equal(got, hx("2A2A2A 9000")) {
 		t.Fatalf("PSO decipher response = % X", got)
 	}
+	verify := hx("00200080 02 3132")
+	if got := RedactResponse(verify, hx("3132 9000")); !bytes.Equal(got, hx("2A2A 9000")) {
+		t.Fatalf("echoed PIN = % X", got)
+	}
 	sel := hx("00A40400 01 A0")
 	if got := RedactResponse(sel, hx("6101 9000")); !bytes.Equal(got, hx("61019000")) {
 		t.Fatalf("SELECT response = % X", got)
 	}
 	if got := RedactResponse(ga, hx("6982")); !bytes.Equal(got, hx("6982")) {
 		t.Fatalf("status only = % X", got)
+	}
+}
+
+func TestResponseRedactorFollowsGetResponse(t *testing.T) {
+	var r ResponseRedactor
+	ga := hx("00870700 04 7C028200 00")
+	gr := hx("00C0000000")
+	steps := []struct {
+		cmd, resp, want []byte
+	}{
+		{ga, hx("414243 6103"), hx("2A2A2A 6103")},
+		{gr, hx("444546 6102"), hx("2A2A2A 6102")}, // still the decrypted answer
+		{gr, hx("4748 9000"), hx("2A2A 9000")},     // its last part
+		{gr, hx("4142 9000"), hx("4142 9000")},     // a later, unrelated GET RESPONSE
+		{hx("00CB3FFF 03 5C017E 00"), hx("7E00 6102"), hx("7E00 6102")},
+		{gr, hx("5354 9000"), hx("5354 9000")}, // GET DATA's rest is public
+	}
+	for i, s := range steps {
+		if got := r.Redact(s.cmd, s.resp); !bytes.Equal(got, s.want) {
+			t.Fatalf("step %d: % X, want % X", i, got, s.want)
+		}
 	}
 }

@@ -6,12 +6,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/internal/trace"
 	"github.com/p11-card/p11-card/pcsc"
 )
 
@@ -471,4 +475,77 @@ func TestPCSCWaitReaderSetDiffers(t *testing.T) {
 	if err != nil || len(got) != len(all) {
 		t.Fatalf("Wait(with a reader that left) = %v, %v", got, err)
 	}
+}
+
+// gaCard answers GENERAL AUTHENTICATE with "decrypted" data in two parts (61xx).
+type gaCard struct{ okCard }
+
+func (c *gaCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	switch {
+	case len(cmd) >= 4 && cmd[1] == 0x87:
+		return []byte{'S', 'E', 'C', 'R', 'E', 'T', 0x61, 0x03}, nil
+	case len(cmd) >= 4 && cmd[1] == 0xC0:
+		return []byte{'T', 'W', 'O', 0x90, 0x00}, nil
+	}
+	return c.okCard.Transmit(ctx, cmd)
+}
+
+// The APDU trace never shows a PIN or decrypted data, and does show ordinary traffic.
+func TestPCSCTraceRedacts(t *testing.T) {
+	r := testRig(t)
+	var buf syncBuffer
+	trace.SetOutput("apdu,pcsc", &buf)
+	t.Cleanup(func() { trace.Setup(os.Getenv("P11CARD_DEBUG"), os.Getenv("P11CARD_DEBUG_FILE")) })
+	card := &gaCard{okCard: *newOKCard(11)}
+	insert(t, 2, card)
+	ctx := context.Background()
+	k, err := pcscContext(t).Connect(ctx, r.ReaderName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	unlock, _, err := k.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	pin := []byte("918273")
+	if _, err := apdu.Do(ctx, k, apdu.Command{INS: 0x20, P2: 0x80, Data: append(pin, 0xFF, 0xFF)}, apdu.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := apdu.Do(ctx, k, apdu.Command{INS: 0x87, P1: 0x07, P2: 0x9A, Data: []byte{0x7C, 0x02, 0x82, 0x00}, Ne: 256}, apdu.Options{})
+	if err != nil || string(plain) != "SECRETTWO" {
+		t.Fatalf("GENERAL AUTHENTICATE = %q, %v", plain, err)
+	}
+	if _, err := apdu.Do(ctx, k, apdu.Command{INS: 0xCA, P2: 0x6E, Data: []byte{0xAB, 0xCD}}, apdu.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, secret := range []string{"39 31 38 32 37 33", "53 45 43", "54 57 4F"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("trace holds secret bytes %s:\n%s", secret, out)
+		}
+	}
+	for _, want := range []string{"> 00 20 00 80 08 2A 2A 2A 2A 2A 2A 2A 2A", "< 2A 2A 2A 90 00", "> 00 CA 00 6E 02 AB CD", "< AB CD 90 00", "SCardTransmit"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("trace lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -18,6 +18,7 @@ import (
 // serialise their exchanges with Lock (a PC/SC transaction).
 type Card struct {
 	reader string
+	redact apdu.ResponseRedactor // for traces: follows GET RESPONSE after a decipher
 
 	mu       sync.Mutex
 	ctxh     ctxHandle // a PC/SC context of this card's own
@@ -148,7 +149,7 @@ func (k *Card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 		return nil, cardError("transmit", code)
 	}
 	if trace.On("apdu") {
-		trace.Printf("apdu", "%s < % X", k.reader, apdu.RedactResponse(cmd, resp))
+		trace.Printf("apdu", "%s < % X", k.reader, k.redact.Redact(cmd, resp))
 	}
 	return resp, nil
 }
