@@ -1,0 +1,308 @@
+package openpgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
+)
+
+// pw names one of the secrets for KDF salts and length limits.
+type pw int
+
+const (
+	pwPW1 pw = iota
+	pwRC
+	pwPW3
+)
+
+func (p pw) String() string { return [...]string{"PW1", "reset code", "PW3"}[p] }
+
+func (t *Token) limits(p pw) (min, max int) {
+	switch p {
+	case pwPW1:
+		min, max = minPW1, t.ad.PW.PW1Max
+	case pwRC:
+		min, max = minRC, t.ad.PW.RCMax
+	default:
+		min, max = minPW3, t.ad.PW.PW3Max
+	}
+	if max == 0 || t.kdfOn() {
+		max = 127 // with a KDF the card limits the hash, not the PIN
+	}
+	return min, max
+}
+
+func (t *Token) kdfOn() bool { return t.kdfLoaded && t.kdf.Active() }
+
+// loadKDF reads the KDF-DO (F9) once per transaction sequence, where the card announces it.
+func (t *Token) loadKDF(ctx context.Context) error {
+	if t.kdfLoaded {
+		return nil
+	}
+	if !t.ad.Caps.KDF {
+		t.kdf, t.kdfLoaded = KDF{}, true
+		return nil
+	}
+	b, err := t.getData(ctx, doKDF)
+	switch {
+	case err == nil:
+		k, err := ParseKDF(b)
+		if err != nil {
+			return err
+		}
+		t.kdf = k
+	case errors.Is(err, apdu.ErrNotFound):
+		t.kdf = KDF{}
+	default:
+		return fmt.Errorf("openpgp: KDF-DO: %w", err)
+	}
+	t.kdfLoaded = true
+	return nil
+}
+
+// encode checks a secret's length and hashes it when the KDF says so.
+func (t *Token) encode(ctx context.Context, p pw, secret []byte) ([]byte, error) {
+	if err := t.loadKDF(ctx); err != nil {
+		return nil, err
+	}
+	min, max := t.limits(p)
+	if len(secret) < min || len(secret) > max {
+		return nil, fmt.Errorf("%w: openpgp: %s must be %d to %d bytes", cards.ErrPINLength, p, min, max)
+	}
+	return t.kdf.derive(secret, int(p)), nil
+}
+
+// pinErr gives a PIN command's failure its card-level meaning, keeping the cached retry
+// counters current.
+func (t *Token) pinErr(what string, ref byte, err error) error {
+	var ve *apdu.VerifyError
+	if errors.As(err, &ve) {
+		switch ref {
+		case pwSign, pwOther:
+			t.ad.PW.PW1Retries = ve.Retries
+		case pwAdmin:
+			t.ad.PW.PW3Retries = ve.Retries
+		}
+		if ve.Retries == 0 {
+			return fmt.Errorf("openpgp: %s: %w (%w)", what, cards.ErrPINBlocked, err)
+		}
+		return fmt.Errorf("openpgp: %s: %w", what, err)
+	}
+	if errors.Is(err, apdu.ErrAuthBlocked) {
+		return fmt.Errorf("openpgp: %s: %w (%w)", what, cards.ErrPINBlocked, err)
+	}
+	if errors.Is(err, apdu.ErrWrongLength) {
+		return fmt.Errorf("openpgp: %s: %w (%w)", what, cards.ErrPINLength, err)
+	}
+	return fmt.Errorf("openpgp: %s: %w", what, err)
+}
+
+// verify sends VERIFY for ref (spec 3.4 §7.2.2); the caller holds the lock.
+func (t *Token) verify(ctx context.Context, ref byte, pin []byte) error {
+	p := pwPW1
+	if ref == pwAdmin {
+		p = pwPW3
+	}
+	data, err := t.encode(ctx, p, pin)
+	if err != nil {
+		return err
+	}
+	defer wipe(data)
+	_, err = apdu.Do(ctx, t.conn, apdu.Command{INS: insVerify, P2: ref, Data: data}, t.opt)
+	if err != nil {
+		return t.pinErr(fmt.Sprintf("verify %02X", ref), ref, err)
+	}
+	return nil
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// PINStatus implements cards.Token from the PW status bytes (C4), one GET DATA: a YubiKey
+// answers an empty VERIFY with 6A80, so the counters in C4 are the one source every card
+// gives. The card's default retry count (3) is reported as the maximum.
+func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus, error) {
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return cards.PINStatus{}, err
+	}
+	defer unlock()
+	b, err := t.getData(ctx, doPWStatus)
+	if err != nil {
+		return cards.PINStatus{}, fmt.Errorf("openpgp: PW status: %w", err)
+	}
+	if v, ok, err := apdu.Find(b, doPWStatus); err == nil && ok {
+		b = v
+	}
+	st, err := parsePWStatus(b)
+	if err != nil {
+		return cards.PINStatus{}, err
+	}
+	t.ad.PW = st
+	var n int
+	switch role {
+	case cards.RoleUser:
+		n = st.PW1Retries
+	case cards.RoleSO:
+		n = st.PW3Retries
+	case cards.RolePUK:
+		n = st.RCRetries
+	default:
+		return cards.PINStatus{}, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+	}
+	return cards.PINStatus{Retries: n, MaxRetries: max(3, n), Blocked: n == 0}, nil
+}
+
+// Login implements cards.Token. RoleUser verifies PW1 for decryption and authentication (82)
+// and, unless the card wants the PIN before every signature, for signing (81); RoleSO
+// verifies PW3. The reset code is not a login (use Unblock).
+func (t *Token) Login(ctx context.Context, role cards.Role, secret []byte) error {
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch role {
+	case cards.RoleUser:
+		if err := t.verify(ctx, pwOther, secret); err != nil {
+			return err
+		}
+		if t.ad.PW.PW1Multi {
+			return t.verify(ctx, pwSign, secret)
+		}
+		return nil
+	case cards.RoleSO:
+		return t.verify(ctx, pwAdmin, secret)
+	}
+	return fmt.Errorf("%w: openpgp: login as %s", cards.ErrNotSupported, role)
+}
+
+// Logout implements cards.Token: VERIFY with P1=FF for each PIN (3.x, spec 3.4 §7.2.2);
+// cards without it (2.x) are reset by selecting the application again.
+func (t *Token) Logout(ctx context.Context) error {
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if t.ad.AID.Version.Major >= 3 {
+		ok := true
+		for _, ref := range []byte{pwSign, pwOther, pwAdmin} {
+			if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insVerify, P1: 0xFF, P2: ref}, t.opt); err != nil {
+				var se *apdu.StatusError
+				if !errors.As(err, &se) {
+					return fmt.Errorf("openpgp: logout: %w", err)
+				}
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+	}
+	return t.selectApp(ctx)
+}
+
+// ChangePIN implements cards.Token. RoleUser and RoleSO use CHANGE REFERENCE DATA
+// (spec 3.4 §7.2.3). RolePUK sets the reset code: old is the admin PIN (PW3), verified
+// first, then PUT DATA D3 writes the new code (an empty new code removes it).
+func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte) error {
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	switch role {
+	case cards.RoleUser, cards.RoleSO:
+		p, ref := pwPW1, pwSign
+		if role == cards.RoleSO {
+			p, ref = pwPW3, pwAdmin
+		}
+		o, err := t.encode(ctx, p, old)
+		if err != nil {
+			return err
+		}
+		defer wipe(o)
+		n, err := t.encode(ctx, p, new)
+		if err != nil {
+			return err
+		}
+		defer wipe(n)
+		data := append(append(make([]byte, 0, len(o)+len(n)), o...), n...)
+		defer wipe(data)
+		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insChangeRef, P2: ref, Data: data}, t.opt); err != nil {
+			return t.pinErr("change "+p.String(), ref, err)
+		}
+		return nil
+	case cards.RolePUK:
+		if err := t.verify(ctx, pwAdmin, old); err != nil {
+			return err
+		}
+		var rc []byte
+		if len(new) > 0 {
+			if rc, err = t.encode(ctx, pwRC, new); err != nil {
+				return err
+			}
+			defer wipe(rc)
+		}
+		if err := t.putData(ctx, doResetCode, rc); err != nil {
+			return t.pinErr("set reset code", 0, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: openpgp: change PIN of %s", cards.ErrNotSupported, role)
+}
+
+// Unblock implements cards.Token: RESET RETRY COUNTER (spec 3.4 §7.2.4) with the reset
+// code (RolePUK, P1 00) or after verifying PW3 (RoleSO, P1 02).
+func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []byte) error {
+	unlock, err := t.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	n, err := t.encode(ctx, pwPW1, newPIN)
+	if err != nil {
+		return err
+	}
+	defer wipe(n)
+	switch role {
+	case cards.RolePUK:
+		rc, err := t.encode(ctx, pwRC, secret)
+		if err != nil {
+			return err
+		}
+		defer wipe(rc)
+		data := append(append(make([]byte, 0, len(rc)+len(n)), rc...), n...)
+		defer wipe(data)
+		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insResetRetry, P1: 0x00, P2: pwSign, Data: data}, t.opt); err != nil {
+			var ve *apdu.VerifyError
+			if errors.As(err, &ve) {
+				t.ad.PW.RCRetries = ve.Retries
+				if ve.Retries == 0 {
+					return fmt.Errorf("openpgp: unblock with reset code: %w (%w)", cards.ErrPINBlocked, err)
+				}
+				return fmt.Errorf("openpgp: unblock with reset code: %w", err)
+			}
+			return t.pinErr("unblock with reset code", 0, err)
+		}
+	case cards.RoleSO:
+		if err := t.verify(ctx, pwAdmin, secret); err != nil {
+			return err
+		}
+		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insResetRetry, P1: 0x02, P2: pwSign, Data: n}, t.opt); err != nil {
+			return t.pinErr("unblock as admin", 0, err)
+		}
+	default:
+		return fmt.Errorf("%w: openpgp: unblock as %s", cards.ErrNotSupported, role)
+	}
+	t.ad.PW.PW1Retries = 3
+	return nil
+}
