@@ -19,7 +19,9 @@
 //     rejected; 00 and FF between objects are padding).
 //   - §7.5.6 VERIFY, §7.5.7 CHANGE REFERENCE DATA, §7.5.10 RESET RETRY COUNTER, §7.4.3 PUT
 //     DATA, plus the Yubico PIV and OpenPGP card 3.4 key import commands: their data never
-//     reaches a log (Redact).
+//     reaches a log (Redact, Secret). Answers that may hold plaintext (GENERAL
+//     AUTHENTICATE, PERFORM SECURITY OPERATION, and their GET RESPONSE continuations) are
+//     hidden too (RedactResponse, ResponseRedactor).
 //
 // # Non-goals
 //
