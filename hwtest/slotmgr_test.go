@@ -13,6 +13,7 @@ import (
 	_ "github.com/p11-card/p11-card/cards/piv" // registers the PIV driver
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
+	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 )
 
@@ -33,8 +34,7 @@ func startManager(t *testing.T) *slotmgr.Manager {
 	t.Helper()
 	testRig(t)
 	m := slotmgr.New(slotmgr.NewPCSC(), slotmgr.Options{
-		RetryInterval: 50 * time.Millisecond,
-		Logf:          func(f string, a ...any) { t.Logf(f, a...) },
+		Logf: func(f string, a ...any) { t.Logf(f, a...) },
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -280,4 +280,24 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 			t.Fatalf("round %d: after remove + Rescan: %+v", i, s)
 		}
 	}
+
+	// What a Rescan (each C_GetSlotList) costs when nothing changed.
+	insert(t, slotReader, newPIV(t, 66666669))
+	if err := m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	before := pcsc.Stats()
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if err := m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	el := time.Since(t0)
+	d := pcsc.Stats().Sub(before)
+	if d.Transmit != 0 || d.Connect != 0 {
+		t.Errorf("Rescan talked to the card: %+v", d)
+	}
+	t.Logf("Rescan with nothing changed: %v each, %.1f PC/SC calls each (%+v over %d)", el/n, float64(d.Total())/n, d, n)
 }

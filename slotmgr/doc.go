@@ -34,9 +34,12 @@
 // APDUs), and once per reader attachment the PC/SC part 10 feature request (a reader
 // control call, no APDU) for PIN-pad detection. Nothing else talks to the card.
 //
-// Rescan (C_GetSlotList) wakes the watcher, waits for a fresh read and for the binds it
-// started, so the table answers for the moment of the call; Start does the same before
-// returning. With pcscd down, Start and Rescan return nil with an empty table; the watcher
+// Rescan (C_GetSlotList) reads the reader states itself, through a context of its own
+// (the watcher's stays in its Wait; about 2 PC/SC calls and under a millisecond, no
+// card I/O), applies them and waits for the binds they start, so the table answers
+// for the moment of the call; Start does the same before returning. Reads are numbered
+// and a read older than one already applied is dropped, so the watcher and concurrent
+// Rescans never move the table backwards. With pcscd down, Start and Rescan return nil with an empty table; the watcher
 // tries the service again after 50ms, then at doubling intervals up to
 // Options.RetryInterval, and on each Rescan.
 //

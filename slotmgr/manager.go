@@ -113,6 +113,7 @@ type Manager struct {
 	closed  bool
 	svcErr  error  // last service error; nil while a watch context works
 	scans   uint64 // reads of the reader states started so far
+	applied uint64 // the latest read applied to the table
 	poke    bool   // read the states again before the next Wait
 	reqs    []chan struct{}
 	stopW   context.CancelFunc // cancels the watcher's current Wait
@@ -121,6 +122,9 @@ type Manager struct {
 	life context.Context
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	qmu sync.Mutex // serialises Rescan's own reads; guards qc
+	qc  Context    // Rescan's context, apart from the watcher's (which sits in Wait)
 }
 
 type slot struct {
@@ -219,6 +223,9 @@ func (m *Manager) Close() error {
 	m.reqs = nil
 	m.mu.Unlock()
 	m.wg.Wait() // closers
+	m.qmu.Lock()
+	m.dropQuery()
+	m.qmu.Unlock()
 	return nil
 }
 
@@ -320,20 +327,26 @@ func (m *Manager) Rescan(ctx context.Context) error {
 		m.mu.Unlock()
 		return errors.New("slotmgr: not started")
 	}
-	t := make(chan struct{})
-	m.reqs = append(m.reqs, t)
-	if m.stopW != nil {
-		m.stopW()
-	}
 	m.mu.Unlock()
-	select {
-	case m.kick <- struct{}{}:
-	default:
-	}
-	select {
-	case <-t:
-	case <-ctx.Done():
-		return ctx.Err()
+	if !m.quickScan(ctx) {
+		// No working context of our own (service down or failing): have the watcher
+		// read, which also tries the service again.
+		m.mu.Lock()
+		t := make(chan struct{})
+		m.reqs = append(m.reqs, t)
+		if m.stopW != nil {
+			m.stopW()
+		}
+		m.mu.Unlock()
+		select {
+		case m.kick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-t:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	m.mu.Lock()
 	if m.closed {
@@ -355,6 +368,55 @@ func (m *Manager) Rescan(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// quickScan reads the reader states through Rescan's own context, without disturbing
+// the watcher's Wait, and applies them. It reports false when it could not (no service,
+// a failing context, the manager closing); the caller then asks the watcher.
+func (m *Manager) quickScan(ctx context.Context) (ok bool) {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			m.opt.Logf("slotmgr: rescan panicked: %v", r)
+			m.dropQuery()
+			ok = false
+		}
+	}()
+	m.mu.Lock()
+	closed, down := m.closed, m.svcErr != nil
+	m.mu.Unlock()
+	if closed || down {
+		m.dropQuery()
+		return false
+	}
+	if m.qc == nil {
+		c, err := m.b.Establish(ctx)
+		if err != nil {
+			return false
+		}
+		m.qc = c
+	}
+	m.mu.Lock()
+	m.scans++
+	seq := m.scans
+	m.mu.Unlock()
+	states, err := readStates(ctx, m.qc)
+	if err != nil {
+		m.dropQuery()
+		return false
+	}
+	m.apply(states, seq, true)
+	m.lookupUSB()
+	return true
+}
+
+// dropQuery closes Rescan's context. m.qmu is held.
+func (m *Manager) dropQuery() {
+	if m.qc != nil {
+		_ = m.qc.Close()
+		m.qc = nil
+	}
 }
 
 // ServiceErr is nil while the manager has a working PC/SC context, else the error of the

@@ -519,12 +519,11 @@ func TestBindFailures(t *testing.T) {
 		b.AddReader("R")
 		boom := errors.New("transmission error")
 		var mu sync.Mutex
-		fails := 1
+		failing := true
 		b.ConnectErr = func(string) error {
 			mu.Lock()
 			defer mu.Unlock()
-			if fails > 0 {
-				fails--
+			if failing {
 				return boom
 			}
 			return nil
@@ -532,12 +531,15 @@ func TestBindFailures(t *testing.T) {
 		if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
 			t.Fatal(err)
 		}
-		e := start(t, b, slotmgr.Options{NoPINPad: true})
+		e := start(t, b, slotmgr.Options{NoPINPad: true, MaxBindAttempts: 5})
 		x, _ := find(e.m.Slots(), "R")
 		if x.Present || !errors.Is(x.Err, boom) {
 			t.Fatalf("first bind: %+v", x)
 		}
 		gen := x.Gen
+		mu.Lock()
+		failing = false
+		mu.Unlock()
 		if err := e.m.Rescan(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -1046,5 +1048,38 @@ func TestPollFallback(t *testing.T) {
 		if _, err := m.WaitChange(ctx, n); err != nil {
 			t.Fatalf("poll fallback never saw the card: %v", err)
 		}
+	}
+}
+
+// Rescan reads through a context of its own: the watcher's Wait is left alone, and
+// nothing reaches the card.
+func TestRescanLeavesWatcherAlone(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	card := slotmgrtest.NewCard(atrGood)
+	if err := b.Insert("R", card); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, b, slotmgr.Options{NoPINPad: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Let the watcher settle into its Wait on the bound state.
+	if err := e.m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	counter, cmds := e.m.Counter(), card.Commands()
+	for i := 0; i < 20; i++ {
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e.m.Counter() != counter {
+		t.Errorf("Rescans without events changed the table (%d → %d)", counter, e.m.Counter())
+	}
+	if card.Commands() != cmds || e.bd.count() != 1 {
+		t.Errorf("Rescan talked to the card: %d commands, %d binds", card.Commands()-cmds, e.bd.count())
+	}
+	if st := b.Stats(); st.Contexts > 3 {
+		t.Errorf("%d contexts open (watcher, Rescan, card)", st.Contexts)
 	}
 }

@@ -130,13 +130,16 @@ func (w *watcher) step() {
 	}
 }
 
-// scan reads reader names and states. A reader can leave between the two reads, which
-// may fail Status: that is tried again before the context counts as lost.
-func (w *watcher) scan() ([]ReaderState, error) {
+// scan reads reader names and states through the watch context.
+func (w *watcher) scan() ([]ReaderState, error) { return readStates(w.m.life, w.wc) }
+
+// readStates reads reader names and states. A reader can leave between the two reads,
+// which may fail Status: that is tried again before the context counts as lost.
+func readStates(ctx context.Context, c Context) ([]ReaderState, error) {
 	var err error
 	for try := 0; try < 3; try++ {
 		var names []string
-		names, err = w.wc.Readers(w.m.life)
+		names, err = c.Readers(ctx)
 		if err != nil {
 			continue
 		}
@@ -144,7 +147,7 @@ func (w *watcher) scan() ([]ReaderState, error) {
 			return nil, nil
 		}
 		var st []ReaderState
-		st, err = w.wc.Status(w.m.life, names)
+		st, err = c.Status(ctx, names)
 		if err == nil && len(st) != len(names) {
 			err = errors.New("slotmgr: backend status count mismatch")
 		}
@@ -206,6 +209,7 @@ func (m *Manager) release(r []chan struct{}) {
 func (m *Manager) lose(err error, reqs []chan struct{}) {
 	m.mu.Lock()
 	m.svcErr = err
+	m.applied = m.scans // reads under way describe the lost service
 	dirty := map[*slot]bool{}
 	for _, s := range m.order {
 		m.detachLocked(s, dirty)
@@ -235,9 +239,10 @@ func (m *Manager) detachLocked(s *slot, dirty map[*slot]bool) {
 func (m *Manager) apply(states []ReaderState, seq uint64, explicit bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return
+	if m.closed || seq <= m.applied {
+		return // a later read (the watcher's or a Rescan's) is in already
 	}
+	m.applied = seq
 	m.svcErr = nil
 	dirty := map[*slot]bool{}
 	seen := make(map[string]bool, len(states))
