@@ -335,3 +335,26 @@ func TestSecurityAndTriesHelpers(t *testing.T) {
 		t.Fatalf("after reset %+v", s)
 	}
 }
+
+func TestSetCHUID(t *testing.T) {
+	c := selected(t, Options{})
+	if err := c.SetCHUID(); err != nil {
+		t.Fatal(err)
+	}
+	data, sw := do(t, c, insGetData, 0x3F, 0xFF, []byte{0x5C, 3, 0x5F, 0xC1, 0x02})
+	wantSW(t, sw, 0x9000)
+	if guid, ok, _ := apdu.FindPath(data, 0x53, 0x34); !ok || len(guid) != 16 {
+		t.Fatalf("CHUID %X", data)
+	}
+	data, sw = do(t, c, insGetData, 0x3F, 0xFF, []byte{0x5C, 3, 0x5F, 0xC1, 0x07})
+	wantSW(t, sw, 0x9000)
+	if id, ok, _ := apdu.FindPath(data, 0x53, 0xF0); !ok || len(id) != 21 {
+		t.Fatalf("CCC %X", data)
+	}
+	if err := c.PutObject(0x7E, []byte{1}); err == nil {
+		t.Fatal("discovery object stored")
+	}
+	if err := c.PutCertificate(0x9B, []byte{1}); err == nil {
+		t.Fatal("certificate for 9B stored")
+	}
+}

@@ -192,6 +192,8 @@ func (c *Card) SetCHUID() error {
 			v = []byte{0x21}
 		case 0xF4:
 			v = []byte{0x00}
+		case 0xF5:
+			v = []byte{0x10}
 		}
 		ccc = append(ccc, apdu.TLVBytes(apdu.Tag(t), v)...)
 	}

@@ -3,6 +3,9 @@ package pivtest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -143,4 +146,43 @@ func FuzzTransmit(f *testing.F) {
 			t.Fatalf("answer %X %v", out, err)
 		}
 	})
+}
+
+func TestSaveErrorReported(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "card.json")
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := adminCard(t, Options{StatePath: path})
+	if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+		t.Fatal(err)
+	}
+	wantSW(t, verifyPIN(t, c, "000000"), 0x63C2) // the card still answers
+	if c.SaveError() == nil {
+		t.Fatal("lost save not reported")
+	}
+}
+
+func TestImportInSlotAndManyRetries(t *testing.T) {
+	c := adminCard(t, Options{PINRetries: 20})
+	k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	cert, err := c.ImportInSlot(0x95, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pubEqual(cert.PublicKey, &k.PublicKey) {
+		t.Fatal("certificate for another key")
+	}
+	meta, _ := do(t, c, insGetMetadata, 0, 0x95, nil)
+	if v, _, _ := apdu.Find(meta, 0x03); !bytes.Equal(v, []byte{2}) {
+		t.Fatalf("origin %X", meta)
+	}
+	if _, err := c.ImportInSlot(0x9A, "not a key"); err == nil {
+		t.Fatal("bad key accepted")
+	}
+	// 20 tries fit no 63Cx: the card says 15 until fewer are left.
+	wantSW(t, verifyPIN(t, c, "000000"), 0x63CF)
+	_, sw := raw(t, c, "00FA1405") // 20 PIN tries via SET PIN RETRIES too
+	wantSW(t, sw, 0x6982)          // the failed VERIFY dropped the PIN
 }
