@@ -91,7 +91,7 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 		}
 		return st, nil
 	}
-	retries, verified, err := cards.VerifyStatus(ctx, t.conn, t.pinRef(), short)
+	retries, verified, err := cards.VerifyStatus(ctx, tx{t}, t.pinRef(), short)
 	if err != nil {
 		t.reselect = t.reselect || !isStatus(err)
 		return st, fmt.Errorf("piv: PIN status: %w", err)
@@ -153,7 +153,7 @@ func (t *Token) verifyPIN(ctx context.Context, pin []byte, own bool) error {
 		}
 		defer unlock()
 	}
-	err = cards.Verify(ctx, t.conn, t.pinRef(), data, short)
+	err = cards.Verify(ctx, tx{t}, t.pinRef(), data, short)
 	if err != nil {
 		t.userIn = false
 		t.reselect = t.reselect || !isStatus(err) && !errors.Is(err, cards.ErrPINBlocked) && !errors.Is(err, cards.ErrLoginRequired)
@@ -343,7 +343,7 @@ func (t *Token) Logout(ctx context.Context) error {
 	}
 	defer unlock()
 	t.userIn, t.soIn = false, false
-	if err := cards.ResetSecurityStatus(ctx, t.conn, t.pinRef(), short); err != nil {
+	if err := cards.ResetSecurityStatus(ctx, tx{t}, t.pinRef(), short); err != nil {
 		if !isStatus(err) {
 			t.reselect = true
 			return fmt.Errorf("piv: logout: %w", err)
@@ -376,7 +376,7 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 			return err
 		}
 		defer unlock()
-		if err := cards.ChangeReferenceData(ctx, t.conn, ref, data, short); err != nil {
+		if err := cards.ChangeReferenceData(ctx, tx{t}, ref, data, short); err != nil {
 			if role == cards.RoleUser {
 				t.userIn = false
 			}
@@ -454,7 +454,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 		return err
 	}
 	defer unlock()
-	if err := cards.ResetRetryCounter(ctx, t.conn, 0x00, refPIN, data, short); err != nil {
+	if err := cards.ResetRetryCounter(ctx, tx{t}, 0x00, refPIN, data, short); err != nil {
 		return fmt.Errorf("piv: unblock PIN: %w", err)
 	}
 	t.userIn = false

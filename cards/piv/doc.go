@@ -90,9 +90,12 @@
 // A Token is not safe for concurrent use; the engine serialises card I/O per slot. Every
 // operation takes one cards.Conn Lock. When Lock reports a reset, or a transport error left
 // the card in doubt, the next operation selects the application first and forgets every
-// login (operations needing one fail with cards.ErrLoginRequired). When a command is
-// answered 6D00/6E00 (another process selected another application without a reset), the
-// driver selects PIV again and repeats the command once.
+// login (operations needing one fail with cards.ErrLoginRequired). Another process may
+// select another application between our transactions without resetting the card, so the
+// first command of a transaction is checked: answered 6D00/6E00 (or, for GET DATA and the
+// PIN commands, 6A82/6A88/6A86/6B00), the driver selects PIV again, forgets the logins and
+// repeats the command once. Later commands of a transaction are never retried. The price:
+// a transaction whose first command reads an absent object costs two APDUs more.
 //
 // # Errors
 //

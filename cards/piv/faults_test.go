@@ -300,3 +300,68 @@ func TestKeyHistoryTrimsRetiredSlots(t *testing.T) {
 		})
 	}
 }
+
+// twoApplets puts a second application beside the virtual PIV card: after a SELECT of
+// another AID every command gets 6D00 until PIV is selected again, which (as on a
+// YubiKey) starts PIV with a fresh security state.
+type twoApplets struct {
+	*pivtest.Card
+	foreign bool
+}
+
+func (c *twoApplets) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) >= 5 && cmd[1] == 0xA4 && cmd[2] == 0x04 {
+		if !bytes.Contains(cmd, aidPIV[:5]) {
+			c.foreign = true
+			return []byte{0x90, 0x00}, nil
+		}
+		if c.foreign {
+			c.foreign = false
+			c.Card.Reset()
+		}
+	}
+	if c.foreign {
+		return []byte{0x6D, 0x00}, nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+func TestOtherAppletBeforeLogin(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	two := &twoApplets{Card: card}
+	conn := &testConn{card: two}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	selectOther := func() { _, _ = two.Transmit(ctxb, []byte{0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01}) }
+	selectOther()
+	n, ins := conn.count(func() { mustLogin(t, tok, cards.RoleUser, "123456") })
+	if n != 3 || ins[1] != "A4" {
+		t.Errorf("login after another selection: %v", ins)
+	}
+	if _, err := tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil); err != nil {
+		t.Error(err)
+	}
+	selectOther()
+	_, err = tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil)
+	if !errors.Is(err, cards.ErrLoginRequired) {
+		t.Errorf("sign after another selection: %v (the login is gone with the selection)", err)
+	}
+	selectOther()
+	objs, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindCertificate})
+	if err != nil || len(objs) != 1 {
+		t.Errorf("objects after another selection: %v %v", objs, err)
+	}
+	// A later command of a transaction is not retried: only the first can meet another
+	// application.
+	conn.locked = true
+	tok.(*Token).first = false
+	two.foreign = true
+	_, err = tok.(*Token).do(ctxb, apdu.Command{INS: insGetMetadata, P2: 0x9C, Ne: 256})
+	conn.locked = false
+	if !errors.Is(err, apdu.ErrInsNotSupported) {
+		t.Errorf("6D00 in mid-transaction: %v", err)
+	}
+}

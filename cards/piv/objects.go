@@ -104,6 +104,14 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 	}
 	var out []cards.Object
 	for _, si := range keySlots {
+		// The key first: on a YubiKey its metadata is the cheapest first command of a
+		// transaction (an empty slot answers 6A88, which no other application gives).
+		var ks *keyState
+		if needKey {
+			if ks, err = t.loadKey(ctx, si); err != nil {
+				return nil, err
+			}
+		}
 		if needCert {
 			der, err := t.loadCert(ctx, si)
 			if err != nil {
@@ -115,13 +123,6 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 					Label: si.label, Cert: der, Modifiable: true, Destroyable: true,
 				})
 			}
-		}
-		if !needKey {
-			continue
-		}
-		ks, err := t.loadKey(ctx, si)
-		if err != nil {
-			return nil, err
 		}
 		if ks == nil {
 			continue

@@ -34,6 +34,8 @@ type Token struct {
 	// reselect: a transport error left the card's state unknown; the next operation
 	// selects the application first.
 	reselect bool
+	// first: the next command is the first of this transaction.
+	first bool
 
 	// Caches, per insertion.
 	slots     map[Slot]*slotCache
@@ -97,6 +99,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("piv: %w", err)
 	}
+	t.first = true
 	if reset || t.reselect {
 		t.userIn, t.soIn = false, false
 		if err := t.selectApp(ctx); err != nil {
@@ -108,7 +111,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 }
 
 func (t *Token) selectApp(ctx context.Context) error {
-	t.reselect = true
+	t.reselect, t.first = true, false
 	if _, err := cards.SelectAID(ctx, t.conn, aidPIV, short); err != nil {
 		return fmt.Errorf("piv: select: %w", err)
 	}
@@ -116,37 +119,59 @@ func (t *Token) selectApp(ctx context.Context) error {
 	return nil
 }
 
-// wrongApplet lists the words a PIV command gets when another application is selected on
-// the card (another process selected it without a reset).
-func wrongApplet(sw apdu.SW) bool {
+// tx is the token's apdu.Transmitter. A transport error marks the card for re-selection.
+// Only the first command of a transaction can meet another application (another process
+// may select one between our transactions without resetting the card); when its answer
+// says so, PIV is selected again (logins are gone then) and the command sent once more.
+type tx struct{ t *Token }
+
+func (x tx) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	t := x.t
+	first := t.first
+	t.first = false
+	resp, err := t.conn.Transmit(ctx, cmd)
+	if err != nil {
+		t.reselect = true
+		return nil, err
+	}
+	if !first || !otherApplet(cmd, resp) {
+		return resp, nil
+	}
+	t.userIn, t.soIn = false, false
+	if err := t.selectApp(ctx); err != nil {
+		return nil, err
+	}
+	resp, err = t.conn.Transmit(ctx, cmd)
+	if err != nil {
+		t.reselect = true
+	}
+	return resp, err
+}
+
+// otherApplet tells the answers a PIV command gets from another application: unknown
+// instruction or class for any command; for GET DATA and the PIN commands also the
+// "not found" and "wrong parameters" words a PIV application never gives them for the
+// references we use (an absent object read first costs one SELECT more).
+func otherApplet(cmd, resp []byte) bool {
+	if len(cmd) < 4 || len(resp) < 2 {
+		return false
+	}
+	sw := apdu.SW(resp[len(resp)-2])<<8 | apdu.SW(resp[len(resp)-1])
 	switch sw {
 	case apdu.SWInsNotSupported, apdu.SWClaNotSupported:
 		return true
+	case apdu.SWFileNotFound, apdu.SWRefDataNotFound, apdu.SWIncorrectP1P2, apdu.SWWrongP1P2:
+		switch cmd[1] {
+		case insGetData, 0x20, 0x24, 0x2C:
+			return true
+		}
 	}
 	return false
 }
 
-// exchange sends one command. A transport error marks the card for re-selection. When the
-// answer says another application is selected, the PIV application is selected again
-// (logins are gone then) and the command is sent once more.
+// exchange sends one command through tx.
 func (t *Token) exchange(ctx context.Context, cmd apdu.Command) (apdu.Response, error) {
-	opt := t.optFor(cmd)
-	r, err := apdu.Exchange(ctx, t.conn, cmd, opt)
-	if err != nil {
-		t.reselect = true
-		return r, err
-	}
-	if wrongApplet(r.SW) && cmd.INS != insMoveKey && cmd.INS != insGetMetadata {
-		t.userIn, t.soIn = false, false
-		if err := t.selectApp(ctx); err != nil {
-			return apdu.Response{}, err
-		}
-		r, err = apdu.Exchange(ctx, t.conn, cmd, opt)
-		if err != nil {
-			t.reselect = true
-		}
-	}
-	return r, err
+	return apdu.Exchange(ctx, tx{t}, cmd, t.optFor(cmd))
 }
 
 // do is exchange plus the status word as an error (6982 wraps cards.ErrLoginRequired).

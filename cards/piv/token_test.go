@@ -731,15 +731,3 @@ func TestResetByAnotherProcess(t *testing.T) {
 		t.Errorf("sign after new login: %v", err)
 	}
 }
-
-func TestOtherAppletSelected(t *testing.T) {
-	f := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgECCP256) })
-	// Another process selected something else: the card answers 6D00 until PIV is selected.
-	f.conn.locked = true
-	_, _ = f.card.Transmit(ctxb, []byte{0x00, 0xA4, 0x04, 0x00, 0x05, 0xD2, 0x76, 0x00, 0x01, 0x24})
-	f.conn.locked = false
-	objs, err := f.tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey})
-	if err != nil || len(objs) != 1 {
-		t.Errorf("objects after another selection: %v %v", objs, err)
-	}
-}
