@@ -335,7 +335,9 @@ func TestOtherAppletBeforeLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	selectOther := func() { _, _ = two.Transmit(ctxb, []byte{0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01}) }
+	selectOther := func() {
+		_, _ = two.Transmit(ctxb, []byte{0x00, 0xA4, 0x04, 0x00, 0x06, 0xD2, 0x76, 0x00, 0x01, 0x24, 0x01})
+	}
 	selectOther()
 	n, ins := conn.count(func() { mustLogin(t, tok, cards.RoleUser, "123456") })
 	if n != 3 || ins[1] != "A4" {
