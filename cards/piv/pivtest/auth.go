@@ -175,6 +175,9 @@ func (c *Card) privateOp(ctx context.Context, alg, slot byte, items map[apdu.Tag
 		return nil, swSecurity
 	}
 	c.wait(ctx)
+	if c.opt.NoTouch && k.TouchPolicy != TouchPolicyNever {
+		return nil, swSecurity // the touch timed out
+	}
 	var out []byte
 	var err error
 	switch key := k.key.(type) {

@@ -81,6 +81,10 @@ type Options struct {
 	// OpDelay is slept before every private key operation and key generation (to model
 	// a slow token); the wait ends early when the command's context does.
 	OpDelay time.Duration
+	// NoTouch models a user who never touches the key: operations with a key whose touch
+	// policy is always or cached fail with 6982, as a YubiKey answers when its touch
+	// times out. Without it touch is taken as given at once.
+	NoTouch bool
 }
 
 // Card is a virtual YubiKey PIV applet.
@@ -409,6 +413,9 @@ func (c *Card) dispatch(ctx context.Context, cmd apdu.Command) ([]byte, status) 
 	case insImportKey:
 		return c.doImport(cmd)
 	case insAttest:
+		if !c.atLeast(4, 3, 0) {
+			return nil, swINS
+		}
 		return c.doAttest(cmd)
 	case insSetPINRetries:
 		return c.doSetRetries(cmd)

@@ -73,8 +73,10 @@ var errBadKey = errors.New("pivtest: bad key material")
 // isAsymAlg reports whether alg is a private key algorithm this firmware supports.
 func (c *Card) isAsymAlg(alg byte) bool {
 	switch alg {
-	case AlgRSA1024, AlgRSA2048, AlgECCP256, AlgECCP384:
+	case AlgRSA1024, AlgRSA2048, AlgECCP256:
 		return true
+	case AlgECCP384:
+		return c.atLeast(4, 0, 0)
 	case AlgRSA3072, AlgRSA4096, AlgEd25519, AlgX25519:
 		return c.atLeast(5, 7, 0)
 	}

@@ -658,3 +658,35 @@ func TestProvision(t *testing.T) {
 		t.Fatal("5.4 accepted Ed25519")
 	}
 }
+
+func TestNoTouch(t *testing.T) {
+	c := adminCard(t, Options{NoTouch: true})
+	for slot, touch := range map[byte]byte{0x9A: TouchPolicyAlways, 0x9D: TouchPolicyCached, 0x9E: TouchPolicyNever} {
+		if _, err := c.Provision(slot, KeySpec{Alg: AlgECCP256, PINPolicy: PINPolicyNever, TouchPolicy: touch, NoCert: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := make([]byte, 32)
+	for slot, want := range map[byte]apdu.SW{0x9A: 0x6982, 0x9D: 0x6982, 0x9E: 0x9000} {
+		if _, sw := sign(t, c, AlgECCP256, slot, h); sw != want {
+			t.Errorf("slot %02X: SW %04X, want %04X", slot, uint16(sw), uint16(want))
+		}
+	}
+}
+
+func TestOldFirmware(t *testing.T) {
+	c := adminCard(t, Options{Firmware: [3]byte{3, 4, 0}})
+	_, sw := generate(t, c, 0x9A, AlgECCP384)
+	wantSW(t, sw, 0x6A80) // P-384 came with 4.0
+	_, sw = generate(t, c, 0x9A, AlgECCP256, 0xAA, 1, 1)
+	wantSW(t, sw, 0x6A80) // so did policies
+	_, sw = generate(t, c, 0x9A, AlgECCP256)
+	wantSW(t, sw, 0x9000)
+	_, sw = raw(t, c, "00F99A0000")
+	wantSW(t, sw, 0x6D00) // attestation came with 4.3
+	c4 := adminCard(t, Options{Firmware: [3]byte{4, 2, 0}})
+	_, sw = generate(t, c4, 0x9A, AlgECCP256, 0xAB, 1, 3)
+	wantSW(t, sw, 0x6A80) // cached touch came with 4.3
+	_, sw = generate(t, c4, 0x9A, AlgECCP256, 0xAB, 1, 2)
+	wantSW(t, sw, 0x9000)
+}

@@ -44,8 +44,17 @@ var (
 )
 
 // policies reads and resolves AA/AB policies; ok is false for values the card refuses.
-func policies(slot byte, tl map[apdu.Tag][]byte) (pin, touch byte, ok bool) {
+// Policies came with firmware 4.0, the cached touch policy with 4.3.
+func (c *Card) policies(slot byte, tl map[apdu.Tag][]byte) (pin, touch byte, ok bool) {
 	pin, touch = defaultPINPolicy(slot), TouchPolicyNever
+	_, hasPIN := tl[tagPINPolicy]
+	_, hasTouch := tl[tagTouchPolicy]
+	if (hasPIN || hasTouch) && !c.atLeast(4, 0, 0) {
+		return 0, 0, false
+	}
+	if v := tl[tagTouchPolicy]; len(v) == 1 && v[0] == TouchPolicyCached && !c.atLeast(4, 3, 0) {
+		return 0, 0, false
+	}
 	if v, present := tl[tagPINPolicy]; present {
 		if len(v) != 1 || v[0] > PINPolicyAlways {
 			return 0, 0, false
@@ -91,7 +100,7 @@ func (c *Card) doGenerate(ctx context.Context, cmd apdu.Command) ([]byte, status
 	if len(algv) != 1 || !c.isAsymAlg(algv[0]) {
 		return nil, swWrongData
 	}
-	pin, touch, ok := policies(cmd.P2, tl)
+	pin, touch, ok := c.policies(cmd.P2, tl)
 	if !ok {
 		return nil, swWrongData
 	}
@@ -121,7 +130,7 @@ func (c *Card) doImport(cmd apdu.Command) ([]byte, status) {
 	if !ok {
 		return nil, swWrongData
 	}
-	pin, touch, ok := policies(cmd.P2, tl)
+	pin, touch, ok := c.policies(cmd.P2, tl)
 	if !ok {
 		return nil, swWrongData
 	}
