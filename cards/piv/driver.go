@@ -103,6 +103,12 @@ func (t *Token) identify(ctx context.Context) error {
 				info.Serial = strconv.FormatUint(uint64(t.serial), 10)
 			}
 		}
+		if info.Serial == "" {
+			// YubiKey NEO and 4 have no GET SERIAL in PIV: the CHUID names the card.
+			if err := t.serialFromCHUID(ctx, &info); err != nil {
+				return err
+			}
+		}
 		if info.Serial != "" {
 			info.Label = "YubiKey PIV #" + info.Serial
 		}
@@ -111,11 +117,7 @@ func (t *Token) identify(ctx context.Context) error {
 		info.Model = "PIV card"
 		// Not a YubiKey: the CHUID's GUID names the card; the discovery object says which
 		// PIN is primary.
-		if b, err := t.readData(ctx, tagCHUID); err == nil {
-			if ch, err := parseCHUID(b); err == nil {
-				info.Serial = chuidSerial(ch)
-			}
-		} else if !errors.Is(err, cards.ErrObjectNotFound) && !errors.Is(err, cards.ErrLoginRequired) {
+		if err := t.serialFromCHUID(ctx, &info); err != nil {
 			return err
 		}
 		if b, err := t.readData(ctx, tagDiscovery); err == nil {
@@ -133,6 +135,20 @@ func (t *Token) identify(ctx context.Context) error {
 		}
 	}
 	t.info = info
+	return nil
+}
+
+// serialFromCHUID reads the CHUID (once: it stays cached as a data object) for a serial.
+func (t *Token) serialFromCHUID(ctx context.Context, info *cards.TokenInfo) error {
+	b, err := t.loadData(ctx, tagCHUID)
+	if err != nil {
+		return err
+	}
+	if b != nil {
+		if ch, err := parseCHUID(b); err == nil {
+			info.Serial = chuidSerial(ch)
+		}
+	}
 	return nil
 }
 

@@ -367,3 +367,27 @@ func TestOtherAppletBeforeLogin(t *testing.T) {
 		t.Errorf("6D00 in mid-transaction: %v", err)
 	}
 }
+
+func TestYubiKey4SerialFromCHUID(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{Firmware: [3]byte{4, 3, 5}})
+	if err := card.SetCHUID(); err != nil {
+		t.Fatal(err)
+	}
+	conn := &testConn{card: card}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tok.Info().Serial; len(s) != 16 || tok.Info().Label != "YubiKey PIV #"+s {
+		t.Errorf("info %+v", tok.Info())
+	}
+	// The CHUID read at Open is not read again as a data object.
+	n, ins := conn.count(func() {
+		if _, err := tok.Objects(ctxb, cards.Filter{ID: dataID(tagCHUID)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("CHUID read again: %v", ins)
+	}
+}

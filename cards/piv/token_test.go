@@ -224,6 +224,7 @@ func TestSignSchemes(t *testing.T) {
 		provision(t, c, 0x82, pivtest.AlgEd25519)
 		provision(t, c, 0x83, pivtest.AlgECCP256)
 		provision(t, c, 0x84, pivtest.AlgRSA1024)
+		provision(t, c, 0x85, pivtest.AlgRSA3072)
 	})
 	mustLogin(t, f.tok, cards.RoleUser, "123456")
 	for _, tc := range []struct {
@@ -235,6 +236,8 @@ func TestSignSchemes(t *testing.T) {
 		{"rsa2048 pkcs1", 1, 0x9A, cards.SignRSAPKCS1},
 		{"rsa2048 raw", 1, 0x9A, cards.SignRSARaw},
 		{"rsa1024 pkcs1", 7, 0x84, cards.SignRSAPKCS1},
+		{"rsa3072 pkcs1", 8, 0x85, cards.SignRSAPKCS1},
+		{"rsa3072 raw", 8, 0x85, cards.SignRSARaw},
 		{"p384 ecdsa", 3, 0x9D, cards.SignECDSA},
 		{"p256 ecdsa", 6, 0x83, cards.SignECDSA},
 		{"ed25519", 5, 0x82, cards.SignEdDSA},
@@ -268,7 +271,7 @@ func TestSignSchemes(t *testing.T) {
 	if _, err := f.tok.Sign(ctxb, []byte{1}, cards.SignRSAPKCS1, make([]byte, 250), nil); !errors.Is(err, cards.ErrInputLength) {
 		t.Errorf("long PKCS#1 input: %v", err)
 	}
-	if _, err := f.tok.Sign(ctxb, []byte{8}, cards.SignECDSA, make([]byte, 32), nil); !errors.Is(err, cards.ErrKeyNotFound) {
+	if _, err := f.tok.Sign(ctxb, []byte{9}, cards.SignECDSA, make([]byte, 32), nil); !errors.Is(err, cards.ErrKeyNotFound) {
 		t.Errorf("empty slot: %v", err)
 	}
 	if _, err := f.tok.Sign(ctxb, []byte{0x55}, cards.SignECDSA, make([]byte, 32), nil); !errors.Is(err, cards.ErrKeyNotFound) {
