@@ -1,0 +1,307 @@
+//go:build hwtest
+
+package hwtest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rsa"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/cards/openpgp"
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
+	"github.com/p11-card/p11-card/pcsc"
+)
+
+// These tests prove the virtual OpenPGP card (cards/openpgp/pgptest) faithful with software
+// we did not write, through the rig's real pcscd: GnuPG's scdaemon (card status, key
+// generation on the card, a signature made on the card and verified) and OpenSC's
+// openpgp driver (pkcs11-tool -O). Our own driver then reads what gpg wrote.
+
+// pgpReader is the rig reader the OpenPGP tests use ("Virtual PCD 00 00").
+const pgpReader = 2
+
+// pgpPIN serves as both PW1 and PW3 in the gpg test: loopback pinentry gives gpg no way to
+// tell which PIN it is asked for, so one value answers every prompt.
+const pgpPIN = "12345678"
+
+// gnupg is a private GNUPGHOME whose scdaemon talks to the rig's pcscd.
+type gnupg struct {
+	t    *testing.T
+	home string
+	env  []string
+}
+
+func newGnuPG(t *testing.T) *gnupg {
+	t.Helper()
+	needTool(t, "gpg")
+	needTool(t, "gpgconf")
+	if _, err := os.Stat("/usr/lib/gnupg/scdaemon"); err != nil {
+		missing(t, "scdaemon: %v", err)
+	}
+	// Short path: gpg-agent's sockets live in GNUPGHOME (108-byte socket path limit).
+	home, err := os.MkdirTemp("", "pgp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("disable-ccid\nreader-port %s\n", testRig(t).ReaderName(pgpReader))
+	if err := os.WriteFile(filepath.Join(home, "scdaemon.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "gpg-agent.conf"), []byte("allow-loopback-pinentry\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := &gnupg{t: t, home: home}
+	g.env = append(append(os.Environ(), testRig(t).Env()...), "GNUPGHOME="+home)
+	t.Cleanup(func() {
+		g.kill()
+		os.RemoveAll(home)
+	})
+	// The agent (and the scdaemon it starts) inherit this environment, PCSCLITE_CSOCK_NAME
+	// included.
+	g.run("gpgconf", "--launch", "gpg-agent")
+	return g
+}
+
+func (g *gnupg) cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, name, args...)
+	c.Env = g.env
+	c.Dir = g.home
+	c.WaitDelay = 5 * time.Second
+	return c
+}
+
+func (g *gnupg) run(name string, args ...string) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := g.cmd(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		g.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// kill stops scdaemon and gpg-agent, releasing the reader.
+func (g *gnupg) kill() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = g.cmd(ctx, "gpgconf", "--kill", "all").Run()
+}
+
+// cardEdit drives `gpg --card-edit` over --command-fd/--status-fd: commands go to the
+// cardedit prompt in order; every other question is answered from answers (by keyword),
+// hidden ones with pgpPIN.
+func (g *gnupg) cardEdit(commands []string, answers map[string]string) string {
+	g.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Not --batch: gpg refuses card key generation in batch mode.
+	c := g.cmd(ctx, "gpg", "--no-tty", "--pinentry-mode", "loopback", "--command-fd", "0",
+		"--status-fd", "1", "--card-edit")
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	var transcript strings.Builder
+	sc := bufio.NewScanner(stdout)
+	questions := 0
+	for sc.Scan() {
+		line := sc.Text()
+		transcript.WriteString(line + "\n")
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "[GNUPG:]" {
+			continue
+		}
+		var reply string
+		switch f[1] {
+		case "GET_LINE", "GET_BOOL", "GET_HIDDEN":
+		default:
+			continue
+		}
+		questions++
+		if questions > 60 {
+			g.t.Fatalf("gpg --card-edit keeps asking:\n%s\n%s", transcript.String(), stderr.String())
+		}
+		switch {
+		case f[1] == "GET_HIDDEN":
+			reply = pgpPIN
+		case f[2] == "cardedit.prompt":
+			if len(commands) == 0 {
+				reply = "quit"
+			} else {
+				reply, commands = commands[0], commands[1:]
+			}
+		default:
+			a, ok := answers[f[2]]
+			if !ok {
+				if f[1] == "GET_BOOL" {
+					a = "y"
+				}
+			}
+			reply = a
+		}
+		if _, err := io.WriteString(stdin, reply+"\n"); err != nil {
+			break
+		}
+	}
+	stdin.Close()
+	err = c.Wait()
+	out := transcript.String() + stderr.String()
+	if err != nil {
+		g.t.Fatalf("gpg --card-edit: %v\n%s", err, out)
+	}
+	return out
+}
+
+func TestOpenPGPGnuPG(t *testing.T) {
+	testRig(t)
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeYubiKey, Serial: 0x11223344})
+	card.SetState(func(s *pgptest.State) { s.PW1 = []byte(pgpPIN) })
+	insert(t, pgpReader, card)
+	g := newGnuPG(t)
+
+	// 1. gpg --card-status reads the card through scdaemon and pcscd.
+	st := g.run("gpg", "--batch", "--card-status")
+	for _, want := range []string{"Yubico", "11223344", "3.4", "PIN retry counter : 3 0 3"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("card status lacks %q:\n%s", want, st)
+		}
+	}
+
+	// 2. Keys generated on the card by gpg --card-edit (admin, generate).
+	out := g.cardEdit([]string{"admin", "generate", "quit"}, map[string]string{
+		"cardedit.genkeys.backup_enc":   "n",
+		"cardedit.genkeys.replace_keys": "y",
+		"keygen.valid":                  "0",
+		"keygen.name":                   "Card Tester",
+		"keygen.email":                  "card@example.org",
+		"keygen.comment":                "",
+		"cardedit.genkeys.size":         "2048",
+	})
+	if !strings.Contains(out, "KEY_CREATED") {
+		t.Fatalf("gpg generated no key:\n%s", out)
+	}
+	snap := card.Snapshot()
+	for i := 0; i < 3; i++ {
+		if snap.KeyStatus[i] != 0x01 || len(snap.Keys[i]) == 0 {
+			t.Fatalf("key %d not generated on the card (status %02X)", i, snap.KeyStatus[i])
+		}
+	}
+	st = g.run("gpg", "--batch", "--card-status")
+	if !regexp.MustCompile(`Signature key \.+: [0-9A-F]{4} `).MatchString(st) {
+		t.Errorf("card status shows no signature key:\n%s", st)
+	}
+
+	// 3. A signature made by gpg on the card, verified by gpg.
+	msg := filepath.Join(g.home, "msg.txt")
+	if err := os.WriteFile(msg, []byte("signed on a virtual OpenPGP card\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.run("gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", pgpPIN, "--yes",
+		"-u", "card@example.org", "--detach-sign", "-o", msg+".sig", msg)
+	v := g.run("gpg", "--batch", "--verify", msg+".sig", msg)
+	if !strings.Contains(v, "Good signature") {
+		t.Fatalf("gpg --verify:\n%s", v)
+	}
+	if n := card.Snapshot().SigCounter; n < 1 {
+		t.Errorf("signature counter %d after gpg signed", n)
+	}
+	g.kill() // scdaemon holds the reader; let others in
+
+	// 4. Our driver, through the same pcscd, sees the keys and fingerprints gpg wrote.
+	tok := pgpOverPCSC(t)
+	objs, err := tok.Objects(context.Background(), cards.Filter{Kind: cards.KindPublicKey})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("driver objects: %v %v", objs, err)
+	}
+	if _, ok := objs[0].Key.Public.(*rsa.PublicKey); !ok {
+		t.Errorf("SIG key %T", objs[0].Key.Public)
+	}
+	fp := fmt.Sprintf("%X", tok.(*openpgp.Token).AppData().Fingerprints[0])
+	if !strings.Contains(strings.ReplaceAll(g.run("gpg", "--batch", "--with-colons", "--fingerprint", "card@example.org"), ":", " "), fp) {
+		t.Errorf("card SIG fingerprint %s unknown to gpg", fp)
+	}
+}
+
+// pgpOverPCSC binds our driver to the card in pgpReader through the rig's pcscd.
+func pgpOverPCSC(t *testing.T) cards.Token {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pc, err := pcsc.Establish(ctx)
+	if err != nil {
+		t.Fatalf("pcsc: %v", err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	k, err := pc.Connect(ctx, testRig(t).ReaderName(pgpReader))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	tok, err := openpgp.Driver{}.Open(ctx, k, k.ATR())
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return tok
+}
+
+func TestOpenPGPOpenSC(t *testing.T) {
+	testRig(t)
+	needModule(t, openscModule)
+	for _, m := range []pgptest.Mode{pgptest.ModeYubiKey, pgptest.ModeStrict} {
+		t.Run(m.String(), func(t *testing.T) {
+			card := pgptest.MustNew(pgptest.Options{Mode: m})
+			insert(t, pgpReader, card)
+			// Keys put in by our driver through pcscd: generation (SIG, AUT) and import.
+			tok := pgpOverPCSC(t)
+			ctx := context.Background()
+			if err := tok.Login(ctx, cards.RoleSO, []byte("12345678")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgRSA, Bits: 2048}); err != nil {
+				t.Fatalf("generate SIG: %v", err)
+			}
+			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: cards.AlgECP256}); err != nil {
+				t.Fatalf("generate AUT: %v", err)
+			}
+			if err := tok.Logout(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// OpenSC makes one token per PIN: "User PIN" (DEC, AUT) and "User PIN (sig)" (SIG).
+			out := runTool(t, "pkcs11-tool", "--module", openscModule, "-O", "--token-label", "OpenPGP card (User PIN)")
+			out += runTool(t, "pkcs11-tool", "--module", openscModule, "-O", "--token-label", "OpenPGP card (User PIN (sig))")
+			for _, want := range []string{"ID:         01", "ID:         03", "Public Key Object; RSA 2048 bits", "Public Key Object; EC"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("pkcs11-tool -O lacks %q:\n%s", want, out)
+				}
+			}
+			// With the PIN, OpenSC signs with the card's SIG key (PSO:CDS).
+			data := filepath.Join(t.TempDir(), "data")
+			os.WriteFile(data, []byte("opensc signs this"), 0o600)
+			runTool(t, "pkcs11-tool", "--module", openscModule, "--token-label", "OpenPGP card (User PIN (sig))",
+				"--login", "--pin", "123456", "--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "-i", data, "-o", data+".sig")
+			if n := card.Snapshot().SigCounter; n != 1 {
+				t.Errorf("signature counter %d after OpenSC signed", n)
+			}
+		})
+	}
+}
