@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -320,5 +321,72 @@ func TestPIVDriverObjectsCLI(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(hs, " "), "9c/priv") {
 		t.Errorf("objects %v", hs)
+	}
+}
+
+// The same job — load the module or bind, find the key by ID, log in, sign — counted in
+// APDUs the card sees: OpenSC and ykcs11 through pkcs11-tool, and this driver.
+func TestPIVDriverAPDUsVersusOthers(t *testing.T) {
+	ctx := context.Background()
+	setup := func(c *pivtest.Card) {
+		if _, err := c.GenerateInSlot(0x9A, pivtest.AlgECCP256); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ours := func() int {
+		card := pivtest.MustNew(pivtest.Options{})
+		setup(card)
+		log := &vcard.Log{}
+		insert(t, 0, vcard.WithLog(card, log))
+		defer remove(t, 0)
+		pc, err := pcsc.Establish(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		conn, err := pc.Connect(ctx, testRig(t).ReaderName(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		tok, err := cards.Bind(ctx, conn, conn.ATR())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tok.Objects(ctx, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tok.Login(ctx, cards.RoleUser, []byte("123456")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tok.Sign(ctx, []byte{1}, cards.SignECDSA, make([]byte, 32), nil); err != nil {
+			t.Fatal(err)
+		}
+		return log.Count()
+	}()
+	t.Logf("p11-card PIV driver: %d APDUs", ours)
+	if ours > 6 {
+		t.Errorf("driver scenario took %d APDUs, want at most 6", ours)
+	}
+	input := t.TempDir() + "/in"
+	if err := os.WriteFile(input, make([]byte, 32), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []struct{ name, path string }{{"OpenSC", "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so"}, {"ykcs11", "/usr/lib/x86_64-linux-gnu/libykcs11.so"}} {
+		t.Run(m.name, func(t *testing.T) {
+			if _, err := os.Stat(m.path); err != nil {
+				missing(t, "%s: %v", m.path, err)
+			}
+			card := pivtest.MustNew(pivtest.Options{})
+			setup(card)
+			log := &vcard.Log{}
+			insert(t, 0, vcard.WithLog(card, log))
+			out := runTool(t, "pkcs11-tool", "--module", m.path, "--login", "--pin", "123456", "--sign", "--id", "01",
+				"--mechanism", "ECDSA", "--input-file", input, "--output-file", t.TempDir()+"/sig")
+			t.Logf("%s: %d APDUs (ours %d)", m.name, log.Count(), ours)
+			if log.Count() <= ours {
+				t.Errorf("%s took %d APDUs, no more than ours (%d)?\n%s", m.name, log.Count(), ours, out)
+			}
+		})
 	}
 }
