@@ -549,3 +549,23 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// vpcd offers no part 10 features: no pinpad, and no error for asking.
+func TestPCSCFeatures(t *testing.T) {
+	r := testRig(t)
+	ctx := context.Background()
+	insert(t, 2, newOKCard(12))
+	k, err := pcscContext(t).Connect(ctx, r.ReaderName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	before := pcsc.Stats()
+	f, err := k.Features(ctx)
+	if err != nil || f.PINPad() {
+		t.Fatalf("Features = %v, %v", f, err)
+	}
+	if d := pcsc.Stats().Sub(before); d.Control != 1 {
+		t.Errorf("Features cost %+v", d)
+	}
+}

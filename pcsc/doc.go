@@ -12,11 +12,13 @@
 //   - Wait uses SCardGetStatusChange with the `\\?PnP?\Notification` reader, so adding or
 //     removing a reader wakes it, and passes the previous event state back, including the
 //     pcsc-lite event counter in its upper 16 bits, so a card swapped between two waits is
-//     seen. It is cancelled through SCardCancel when ctx ends.
+//     seen. It is cancelled through SCardCancel when ctx ends. WaitFor watches chosen
+//     readers only.
 //   - Card (shared mode, T=0 or T=1): Transmit with the PCI of the active protocol, Lock
 //     (SCardBeginTransaction; a reset by another program is answered by SCardReconnect
 //     with SCARD_LEAVE_CARD and reported as reset=true), Reconnect, Close
-//     (SCARD_LEAVE_CARD). It implements apdu.Transmitter and cards.Conn.
+//     (SCARD_LEAVE_CARD), Features (PC/SC part 10: does the reader have a PIN pad). It
+//     implements apdu.Transmitter and cards.Conn.
 //   - Errors: PC/SC codes become ErrNoService, ErrNoReader, ErrNoCard, ErrCardRemoved,
 //     ErrCardReset, ErrSharingViolation, ErrTimeout, ErrCardUnresponsive; each error also
 //     wraps *Error with the raw code.
@@ -38,8 +40,8 @@
 //
 // # Limits
 //
-// Shared mode only; no direct (reader control) connections, no pinpad (FEATURE_VERIFY_PIN)
-// yet. pcsc-lite retries SCardBeginTransaction internally while another program holds the
+// Shared mode only; no direct (reader control) connections. PIN pads are detected, not yet
+// used for verification (FEATURE_VERIFY_PIN_DIRECT). pcsc-lite retries SCardBeginTransaction internally while another program holds the
 // card; Lock returns when ctx ends, but Close of that Card waits for the retry loop. A
 // Card does not follow its card across removal: after ErrCardRemoved connect again.
 package pcsc

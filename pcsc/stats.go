@@ -9,12 +9,13 @@ type CallStats struct {
 	Establish, Release, Cancel, ListReaders, GetStatusChange uint64
 	Connect, Reconnect, Disconnect, Status                   uint64
 	BeginTransaction, EndTransaction, Transmit               uint64
+	Control                                                  uint64
 }
 
 // Total is the sum of all calls.
 func (s CallStats) Total() uint64 {
 	return s.Establish + s.Release + s.Cancel + s.ListReaders + s.GetStatusChange + s.Connect + s.Reconnect +
-		s.Disconnect + s.Status + s.BeginTransaction + s.EndTransaction + s.Transmit
+		s.Disconnect + s.Status + s.BeginTransaction + s.EndTransaction + s.Transmit + s.Control
 }
 
 // Sub is s minus an earlier snapshot.
@@ -25,6 +26,7 @@ func (s CallStats) Sub(o CallStats) CallStats {
 		Connect: s.Connect - o.Connect, Reconnect: s.Reconnect - o.Reconnect, Disconnect: s.Disconnect - o.Disconnect,
 		Status: s.Status - o.Status, BeginTransaction: s.BeginTransaction - o.BeginTransaction,
 		EndTransaction: s.EndTransaction - o.EndTransaction, Transmit: s.Transmit - o.Transmit,
+		Control: s.Control - o.Control,
 	}
 }
 
@@ -32,6 +34,7 @@ var stats struct {
 	establish, release, cancel, listReaders, getStatusChange atomic.Uint64
 	connect, reconnect, disconnect, status                   atomic.Uint64
 	beginTransaction, endTransaction, transmit               atomic.Uint64
+	control                                                  atomic.Uint64
 }
 
 // Stats returns the PC/SC call counters. Safe for concurrent use.
@@ -42,5 +45,6 @@ func Stats() CallStats {
 		Connect: stats.connect.Load(), Reconnect: stats.reconnect.Load(), Disconnect: stats.disconnect.Load(),
 		Status: stats.status.Load(), BeginTransaction: stats.beginTransaction.Load(),
 		EndTransaction: stats.endTransaction.Load(), Transmit: stats.transmit.Load(),
+		Control: stats.control.Load(),
 	}
 }

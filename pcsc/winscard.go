@@ -14,6 +14,7 @@ package pcsc
 #include <stdlib.h>
 #include <string.h>
 #include <winscard.h>
+#include <reader.h>
 
 static LONG p11_transmit(SCARDHANDLE h, DWORD proto, const BYTE *cmd, DWORD n, BYTE *rsp, DWORD *rlen) {
 	SCARD_IO_REQUEST pci;
@@ -34,6 +35,7 @@ static void p11_free_states(SCARD_READERSTATE *rs, size_t n) {
 import "C"
 
 import (
+	"fmt"
 	"sync"
 	"time"
 	"unsafe"
@@ -52,6 +54,8 @@ const (
 	maxReaderName = C.MAX_READERNAME
 	maxResponse   = C.MAX_BUFFER_SIZE_EXTENDED
 	infinite      = C.INFINITE
+	// ioctlGetFeatureRequest asks a reader for its PC/SC part 10 features.
+	ioctlGetFeatureRequest = C.CM_IOCTL_GET_FEATURE_REQUEST
 )
 
 // ctxHandle and cardHandle are SCARDCONTEXT and SCARDHANDLE, kept as plain integers.
@@ -267,6 +271,25 @@ func scTransmit(k cardHandle, proto uint32, cmd []byte) ([]byte, uint32) {
 
 // respPool holds response buffers of the largest size PC/SC may fill.
 var respPool = sync.Pool{New: func() any { b := make([]byte, maxResponse); return &b }}
+
+// scControl sends a reader control code (SCardControl) and returns the answer.
+func scControl(k cardHandle, code uint32, in []byte) ([]byte, uint32) {
+	stats.control.Add(1)
+	t := time.Now()
+	out := make([]byte, 1024)
+	var n C.DWORD
+	var inPtr C.LPCVOID
+	if len(in) > 0 {
+		inPtr = C.LPCVOID(unsafe.Pointer(&in[0]))
+	}
+	rcode := rc(C.SCardControl(C.SCARDHANDLE(k), C.DWORD(code), inPtr, C.DWORD(len(in)),
+		C.LPVOID(unsafe.Pointer(&out[0])), C.DWORD(len(out)), &n))
+	traceCall("SCardControl", t, rcode, fmt.Sprintf(" 0x%08X", code))
+	if rcode != 0 {
+		return nil, rcode
+	}
+	return out[:min(int(n), len(out))], 0
+}
 
 func dispositionName(d uint32) string {
 	switch d {

@@ -1,0 +1,83 @@
+package pcsc
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+)
+
+// Feature is a PC/SC part 10 reader feature tag (PC/SC Workgroup specification part 10,
+// §2.3: the answer to CM_IOCTL_GET_FEATURE_REQUEST).
+type Feature byte
+
+// Part 10 features a PKCS#11 module cares about.
+const (
+	FeatureVerifyPINStart    Feature = 0x01
+	FeatureVerifyPINFinish   Feature = 0x02
+	FeatureModifyPINStart    Feature = 0x03
+	FeatureModifyPINFinish   Feature = 0x04
+	FeatureVerifyPINDirect   Feature = 0x06
+	FeatureModifyPINDirect   Feature = 0x07
+	FeatureIFDPINProperties  Feature = 0x0A
+	FeatureGetTLVProperties  Feature = 0x12
+	FeatureCCIDEscapeCommand Feature = 0x13
+)
+
+// Features maps each feature a reader offers to the control code that invokes it.
+type Features map[Feature]uint32
+
+// PINPad reports whether the reader can verify a PIN entered on its own keypad.
+func (f Features) PINPad() bool {
+	_, direct := f[FeatureVerifyPINDirect]
+	_, start := f[FeatureVerifyPINStart]
+	return direct || start
+}
+
+// parseFeatures decodes the GET_FEATURE_REQUEST answer: tag, length 4, big-endian control
+// code, repeated. A malformed tail is ignored (what parsed before it is kept).
+func parseFeatures(b []byte) Features {
+	f := Features{}
+	for len(b) >= 2 {
+		tag, l := Feature(b[0]), int(b[1])
+		if l > len(b)-2 {
+			break
+		}
+		if l == 4 {
+			f[tag] = binary.BigEndian.Uint32(b[2:6])
+		}
+		b = b[2+l:]
+	}
+	return f
+}
+
+// Features asks the reader for its part 10 features. A reader without any (or one that
+// does not support the request, as most virtual readers) gives an empty map and no error.
+func (k *Card) Features(ctx context.Context) (Features, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	h, closed, dead := k.h, k.closed, k.dead
+	k.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if dead {
+		return nil, cardError("get features", codeInvalidHandle)
+	}
+	out, code := scControl(h, ioctlGetFeatureRequest, nil)
+	switch code {
+	case codeSuccess:
+		return parseFeatures(out), nil
+	case codeRemovedCard, codeNoSmartcard, codeResetCard:
+		return nil, cardError("get features", code)
+	}
+	if serviceLost(code) {
+		k.markDead(h)
+		return nil, cardError("get features", code)
+	}
+	// Unsupported control codes come back as various errors depending on the driver.
+	return Features{}, nil
+}
+
+func (f Feature) String() string { return fmt.Sprintf("feature %02X", byte(f)) }
