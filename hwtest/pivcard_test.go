@@ -507,3 +507,15 @@ func TestPIVCardPKCS11SelfTest(t *testing.T) {
 		})
 	}
 }
+
+// TestPIVCardFirmware4 models a YubiKey 4.3: no GET SERIAL in PIV, so yubico-piv-tool and
+// ykcs11 read the serial from the OTP application, and RSA/EC P-256 with 3DES is all.
+func TestPIVCardFirmware4(t *testing.T) {
+	c := pivCard(t, pivtest.Options{Firmware: [3]byte{4, 3, 7}, Serial: 4430000})
+	mustContain(t, ypt(t, "-a", "status"), "Version:\t4.3.7", "Serial Number:\t4430000")
+	needModule(t, ykcs11Module)
+	mustContain(t, runTool(t, "pkcs11-tool", "--module", ykcs11Module, "-L"), "YubiKey PIV #4430000")
+	pub := filepath.Join(t.TempDir(), "9a.pub")
+	ypt(t, "-a", "generate", "-s", "9a", "-A", "ECCP256", "-o", pub) // default 3DES key
+	samePub(t, pub, c.PublicKey(0x9A))
+}

@@ -377,6 +377,8 @@ func (c *Card) dispatch(ctx context.Context, cmd apdu.Command) ([]byte, status) 
 	switch c.app {
 	case appManagement:
 		return c.managementCommand(cmd)
+	case appOTP:
+		return c.otpCommand(cmd)
 	case appPIV:
 	default:
 		return nil, swINS
@@ -445,6 +447,11 @@ func (c *Card) doSelect(cmd apdu.Command) ([]byte, status) {
 		c.leavePIV()
 		c.app = appManagement
 		return c.managementSelect(), swOK
+	}
+	if isOTPAID(aid) {
+		c.leavePIV()
+		c.app = appOTP
+		return c.otpStatus(), swOK
 	}
 	if len(aid) < 5 || len(aid) > len(pivAID) || !bytes.Equal(aid, pivAID[:len(aid)]) {
 		return nil, swNotFound

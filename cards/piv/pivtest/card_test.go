@@ -358,3 +358,23 @@ func TestSetCHUID(t *testing.T) {
 		t.Fatal("certificate for 9B stored")
 	}
 }
+
+func TestOTPApplicationSerial(t *testing.T) {
+	c := selected(t, Options{Firmware: [3]byte{4, 3, 7}, Serial: 4242})
+	for _, sel := range []string{"00A4040008A00000052720010100", "00A4040007A000000527200100"} {
+		data, sw := raw(t, c, sel)
+		wantSW(t, sw, 0x9000)
+		if !bytes.HasPrefix(data, []byte{4, 3, 7}) {
+			t.Fatalf("OTP status %X", data)
+		}
+		data, sw = raw(t, c, "0001100000")
+		wantSW(t, sw, 0x9000)
+		if !bytes.Equal(data, []byte{0, 0, 0x10, 0x92}) {
+			t.Fatalf("serial %X", data)
+		}
+		_, sw = raw(t, c, "0003000000")
+		wantSW(t, sw, 0x9000)
+		_, sw = raw(t, c, "0001010000")
+		wantSW(t, sw, 0x6D00)
+	}
+}

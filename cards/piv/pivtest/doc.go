@@ -51,10 +51,11 @@
 // PIN complexity policy, objects are opaque bytes (no certificate decompression). The
 // attestation key is one RSA 2048 software key per process with a self-signed
 // certificate made per card (a YubiKey's chains to Yubico's CA); the attestation form
-// factor extension is always 01. Besides PIV only the management application is
-// modelled (SELECT answers its version, READ CONFIG 1D the device information GnuPG and
-// yubikit read); selecting any other AID (OpenPGP, OATH, OTP, FIDO) answers 6A82 and
-// leaves the selection alone, where a YubiKey would switch applets. Leaving PIV for the
-// management application drops PIN and management key authentication. The state file holds
+// factor extension is always 01. Besides PIV, two other applications are modelled as far
+// as hosts use them to identify a YubiKey: management (SELECT answers its version, READ
+// CONFIG 1D the device information GnuPG and yubikit read) and OTP (status, and the
+// serial that ykpiv reads there before firmware 5). Selecting any other AID (OpenPGP,
+// OATH, FIDO) answers 6A82 and leaves the selection alone, where a YubiKey would switch
+// applets. Leaving PIV drops PIN and management key authentication. The state file holds
 // private keys in clear: it is a test instrument.
 package pivtest

@@ -1,6 +1,7 @@
 package pivtest
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/p11-card/p11-card/apdu"
@@ -11,12 +12,24 @@ const (
 	appNone       byte = iota
 	appPIV             // A000000308…
 	appManagement      // Yubico management A000000527471117
+	appOTP             // Yubico OTP A0000005272001
 )
 
 // managementAID is the YubiKey management application: enough of it for hosts that
 // identify a YubiKey through it (GnuPG's scdaemon reads its configuration before it
 // enables its PIV support; yubikit reads the version from the SELECT answer).
 var managementAID = []byte{0xA0, 0x00, 0x00, 0x05, 0x27, 0x47, 0x11, 0x17}
+
+// otpAID is the YubiKey OTP application (hosts also send it with a trailing 01). Before
+// firmware 5 the PIV applet has no GET SERIAL: ykpiv reads the serial here.
+var otpAID = []byte{0xA0, 0x00, 0x00, 0x05, 0x27, 0x20, 0x01}
+
+const (
+	insOTPConfig     = 0x01 // OTP: configure / read a slot; P1 10 reads the serial
+	insOTPStatus     = 0x03 // OTP: read status
+	otpSlotSerial    = 0x10
+	otpStatusTouchLo = 0x00 // touch level: no slot programmed
+)
 
 const (
 	insReadConfig = 0x1D // management: read device information
@@ -48,6 +61,27 @@ func (c *Card) leavePIV() {
 // managementSelect is the SELECT answer of the management application: its version as text.
 func (c *Card) managementSelect() []byte {
 	return []byte(fmt.Sprintf("%d.%d.%d", c.version[0], c.version[1], c.version[2]))
+}
+
+// isOTPAID matches the OTP AID with or without its trailing 01.
+func isOTPAID(aid []byte) bool {
+	return bytes.Equal(aid, otpAID) || bytes.Equal(aid, append(append([]byte(nil), otpAID...), 0x01))
+}
+
+// otpStatus is the OTP status block: version, programming sequence, touch level.
+func (c *Card) otpStatus() []byte {
+	return []byte{c.version[0], c.version[1], c.version[2], 0, otpStatusTouchLo, 0}
+}
+
+// otpCommand handles READ STATUS and the serial read of the OTP application.
+func (c *Card) otpCommand(cmd apdu.Command) ([]byte, status) {
+	switch {
+	case cmd.INS == insOTPStatus:
+		return c.otpStatus(), swOK
+	case cmd.INS == insOTPConfig && cmd.P1 == otpSlotSerial:
+		return []byte{byte(c.serial >> 24), byte(c.serial >> 16), byte(c.serial >> 8), byte(c.serial)}, swOK
+	}
+	return nil, swINS
 }
 
 // managementCommand handles the one management command hosts use to identify a YubiKey:
