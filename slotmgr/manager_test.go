@@ -1083,3 +1083,32 @@ func TestRescanLeavesWatcherAlone(t *testing.T) {
 		t.Errorf("%d contexts open (watcher, Rescan, card)", st.Contexts)
 	}
 }
+
+func TestConnReportsReset(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, b, slotmgr.Options{NoPINPad: true})
+	x, _ := find(e.m.Slots(), "R")
+	ctx := context.Background()
+	b.ResetCard("R")
+	unlock, reset, err := x.Conn.Lock(ctx)
+	if err != nil || !reset {
+		t.Fatalf("Lock after reset: %v, reset %v", err, reset)
+	}
+	unlock()
+	unlock() // twice is harmless
+	if unlock, reset, err = x.Conn.Lock(ctx); err != nil || reset {
+		t.Fatalf("second Lock: %v, reset %v", err, reset)
+	}
+	unlock()
+	// A reset by another application is not a new card: same generation.
+	if err := e.m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if y, _ := find(e.m.Slots(), "R"); y.Gen != x.Gen || !y.Present {
+		t.Errorf("after reset: %+v (gen was %d)", y, x.Gen)
+	}
+}
