@@ -569,3 +569,35 @@ func TestPCSCFeatures(t *testing.T) {
 		t.Errorf("Features cost %+v", d)
 	}
 }
+
+// BenchmarkPCSCLockTransmit measures one locked exchange through pcscd and vpcd, and
+// reports the PC/SC calls it costs (3: begin, transmit, end).
+func BenchmarkPCSCLockTransmit(b *testing.B) {
+	r := testRig(b)
+	insert(b, 2, newOKCard(13))
+	ctx := context.Background()
+	c, err := pcsc.Establish(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	k, err := c.Connect(ctx, r.ReaderName(2))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	cmd := []byte{0x00, 0xCA, 0x00, 0x6E, 0x00}
+	before := pcsc.Stats()
+	b.ResetTimer()
+	for b.Loop() {
+		unlock, _, err := k.Lock(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := k.Transmit(ctx, cmd); err != nil {
+			b.Fatal(err)
+		}
+		unlock()
+	}
+	b.ReportMetric(float64(pcsc.Stats().Sub(before).Total())/float64(b.N), "pcsc-calls/op")
+}
