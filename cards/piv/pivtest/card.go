@@ -143,7 +143,7 @@ func New(opt Options) (*Card, error) {
 	return c, nil
 }
 
-// MustNew is New for tests: it panics when New fails (only with a bad state file).
+// MustNew is New for tests: it panics when New fails (bad options or state file).
 func MustNew(opt Options) *Card {
 	c, err := New(opt)
 	if err != nil {

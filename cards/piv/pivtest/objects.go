@@ -32,7 +32,7 @@ const (
 	tagPINUsagePolicy           = 0x5F2F
 )
 
-// Exported names of the certificate objects, for test setup.
+// Exported names of data objects, for test setup (PutObject, Object).
 const (
 	ObjectCHUID       = objCHUID
 	ObjectCCC         = objCCC
