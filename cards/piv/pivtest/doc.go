@@ -47,7 +47,7 @@
 // SELECT and for unknown instructions.
 //
 // Limits and known deviations from a real YubiKey: no secure messaging, no biometrics
-// (match-on-card policies are refused), no touch (touch policies are only recorded), no
+// (match-on-card policies are refused), no real touch, no
 // PIN complexity policy, objects are opaque bytes (no certificate decompression). The
 // attestation key is one RSA 2048 software key per process with a self-signed
 // certificate made per card (a YubiKey's chains to Yubico's CA); the attestation form
