@@ -1,0 +1,307 @@
+//go:build hwtest
+
+package hwtest
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+)
+
+// These tests load the built module (bin/p11-card-pkcs11.so, built here from this tree)
+// into real PKCS#11 consumers against the virtual YubiKey in the rig's pcscd:
+// pkcs11-tool (OpenSC), p11tool (GnuTLS), OpenSSH, OpenSSL's pkcs11 engine, NSS, p11-kit
+// and a Go client (hwtest/p11client, github.com/miekg/pkcs11).
+
+const (
+	modPIN  = "123456"
+	modMgmt = "010203040506070801020304050607080102030405060708"
+)
+
+var (
+	modOnce           sync.Once
+	modDir, modSO     string
+	modClient, modErr error
+	modClientPath     string
+)
+
+// modBuild builds the module and the Go client once per run.
+func modBuild(t testing.TB) (so, client string) {
+	t.Helper()
+	modOnce.Do(func() {
+		modDir, modErr = os.MkdirTemp("", "p11card-module-")
+		if modErr != nil {
+			return
+		}
+		modSO = filepath.Join(modDir, "p11-card-pkcs11.so")
+		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if out, err := exec.Command(gobin, "build", "-buildmode=c-shared", "-o", modSO, "../p11").CombinedOutput(); err != nil {
+			modErr = fmt.Errorf("build module: %v\n%s", err, out)
+			return
+		}
+		modClientPath = filepath.Join(modDir, "p11client")
+		if out, err := exec.Command(gobin, "build", "-o", modClientPath, "./p11client").CombinedOutput(); err != nil {
+			modClient = fmt.Errorf("build p11client: %v\n%s", err, out)
+		}
+	})
+	if modErr != nil {
+		t.Fatal(modErr)
+	}
+	if modClient != nil {
+		t.Fatal(modClient)
+	}
+	return modSO, modClientPath
+}
+
+// modCard provisions a virtual YubiKey (9A RSA, 9C P-256 PIN-always, 9D RSA, 9E P-256,
+// 82 P-256 for ECDH) and inserts it into reader 0.
+func modCard(t *testing.T, opt pivtest.Options) *pivtest.Card {
+	t.Helper()
+	testRig(t)
+	c, err := pivtest.New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []struct{ slot, alg byte }{{0x9A, pivtest.AlgRSA2048}, {0x9C, pivtest.AlgECCP256}, {0x9D, pivtest.AlgRSA2048}, {0x9E, pivtest.AlgECCP256}, {0x82, pivtest.AlgECCP256}} {
+		if _, err := c.GenerateInSlot(s.slot, s.alg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(t, 0, c)
+	return c
+}
+
+// ptool runs pkcs11-tool with our module.
+func ptool(t *testing.T, args ...string) string {
+	t.Helper()
+	so, _ := modBuild(t)
+	return runTool(t, "pkcs11-tool", append([]string{"--module", so}, args...)...)
+}
+
+func ptoolErr(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	so, _ := modBuild(t)
+	return runToolErr(t, "pkcs11-tool", append([]string{"--module", so}, args...)...)
+}
+
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestModuleExportsOnlyCryptoki(t *testing.T) {
+	so, _ := modBuild(t)
+	out, err := exec.Command("nm", "-D", "--defined-only", so).CombinedOutput()
+	if err != nil {
+		missing(t, "nm: %v %s", err, out)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		if !strings.HasPrefix(f[2], "C_") {
+			t.Errorf("exported symbol %s", f[2])
+		}
+		n++
+	}
+	if n != 92 {
+		t.Errorf("%d C_ symbols, want 68 (2.40) + 24 (3.0)", n)
+	}
+}
+
+func TestModulePkcs11ToolInfo(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	if out := ptool(t, "-I"); !strings.Contains(out, "p11-card") || !strings.Contains(out, "2.40") {
+		t.Errorf("-I:\n%s", out)
+	}
+	out := ptool(t, "-L")
+	for _, want := range []string{"Yubico YubiKey", "token label", "YubiKey PIV #12345678", "login required", "PIN initialized"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-L lacks %q:\n%s", want, out)
+		}
+	}
+	ptool(t, "-T")
+	out = ptool(t, "-M")
+	for _, want := range []string{"SHA256-RSA-PKCS-PSS", "ECDSA-SHA256", "ECDH1-DERIVE", "RSA-PKCS-OAEP", "RSA-X-509", "SHA256"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("-M lacks %q:\n%s", want, out)
+		}
+	}
+	pub := ptool(t, "-O")
+	if strings.Contains(pub, "Private Key Object") {
+		t.Errorf("private keys listed before login:\n%s", pub)
+	}
+	all := ptool(t, "-O", "--login", "--pin", modPIN)
+	for _, want := range []string{"Private Key Object; RSA", "Private Key Object; EC", "Certificate Object", "Public Key Object; RSA 2048 bits", "ID:         02", "Access:     always authenticate"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("-O --login lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+func TestModulePkcs11ToolSignVerify(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	data := writeFile(t, "data", []byte("data to be signed"))
+	sum := sha256.Sum256([]byte("data to be signed"))
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		id, mech string
+		slot     byte
+	}{
+		{"01", "SHA256-RSA-PKCS", 0x9A},
+		{"01", "SHA256-RSA-PKCS-PSS", 0x9A},
+		{"04", "ECDSA-SHA256", 0x9E},
+		{"02", "ECDSA-SHA256", 0x9C}, // PIN always: pkcs11-tool logs in context-specific
+	} {
+		t.Run(tc.id+"-"+tc.mech, func(t *testing.T) {
+			sig := filepath.Join(dir, tc.id+tc.mech+".sig")
+			ptool(t, "--sign", "--login", "--pin", modPIN, "--id", tc.id, "-m", tc.mech, "--input-file", data, "--output-file", sig)
+			s := readFile(t, sig)
+			switch pub := c.PublicKey(tc.slot).(type) {
+			case *rsa.PublicKey:
+				var err error
+				if strings.Contains(tc.mech, "PSS") {
+					err = rsa.VerifyPSS(pub, crypto.SHA256, sum[:], s, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+				} else {
+					err = rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], s)
+				}
+				if err != nil {
+					t.Fatalf("signature rejected by crypto/rsa: %v", err)
+				}
+			case *ecdsa.PublicKey:
+				if len(s) != 64 || !ecdsa.Verify(pub, sum[:], new(bigInt).SetBytes(s[:32]), new(bigInt).SetBytes(s[32:])) {
+					t.Fatalf("ECDSA signature rejected (%d bytes)", len(s))
+				}
+			}
+			out := ptool(t, "--verify", "--id", tc.id, "-m", tc.mech, "--input-file", data, "--signature-file", sig)
+			if !strings.Contains(out, "Signature is valid") {
+				t.Fatalf("verify:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestModulePkcs11ToolDecryptDerive(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	msg := []byte("a secret for 9D")
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, c.PublicKey(0x9D).(*rsa.PublicKey), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := writeFile(t, "ct", ct)
+	outp := filepath.Join(t.TempDir(), "pt")
+	ptool(t, "--decrypt", "--login", "--pin", modPIN, "--id", "03", "-m", "RSA-PKCS", "--input-file", in, "--output-file", outp)
+	if got := readFile(t, outp); !bytes.Equal(got, msg) {
+		t.Errorf("decrypted %q", got)
+	}
+	ct, _ = rsa.EncryptOAEP(sha256.New(), rand.Reader, c.PublicKey(0x9D).(*rsa.PublicKey), msg, nil)
+	in = writeFile(t, "ct2", ct)
+	ptool(t, "--decrypt", "--login", "--pin", modPIN, "--id", "03", "-m", "RSA-PKCS-OAEP", "--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256", "--input-file", in, "--output-file", outp)
+	if got := readFile(t, outp); !bytes.Equal(got, msg) {
+		t.Errorf("OAEP decrypted %q", got)
+	}
+	// ECDH with 82: the peer's public key as SubjectPublicKeyInfo DER.
+	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+	spki, _ := x509.MarshalPKIXPublicKey(peer.PublicKey())
+	pin := writeFile(t, "peer.der", spki)
+	secret := filepath.Join(t.TempDir(), "secret")
+	ptool(t, "--derive", "--login", "--pin", modPIN, "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", pin, "--output-file", secret)
+	cp, _ := c.PublicKey(0x82).(*ecdsa.PublicKey).ECDH()
+	want, _ := peer.ECDH(cp)
+	if got := readFile(t, secret); !bytes.Equal(got, want) {
+		t.Errorf("derived %x want %x", got, want)
+	}
+}
+
+func TestModulePkcs11ToolAdmin(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	// Key pair generation with the management key as the SO secret.
+	ptool(t, "--keypairgen", "--login", "--login-type", "so", "--so-pin", modMgmt, "--key-type", "EC:prime256v1", "--id", "06")
+	if _, ok := c.PublicKey(0x83).(*ecdsa.PublicKey); !ok {
+		t.Fatalf("no EC key in 83 after keypairgen: %T", c.PublicKey(0x83))
+	}
+	// Write and delete a certificate.
+	der := readCertDER(t, c, 0x9A)
+	cf := writeFile(t, "cert.der", der)
+	ptool(t, "--write-object", cf, "--type", "cert", "--id", "06", "--login", "--login-type", "so", "--so-pin", modMgmt)
+	if out := ptool(t, "-O", "--type", "cert", "--id", "06"); !strings.Contains(out, "ID:         06") {
+		t.Fatalf("written certificate not listed:\n%s", out)
+	}
+	ptool(t, "--delete-object", "--type", "cert", "--id", "06", "--login", "--login-type", "so", "--so-pin", modMgmt)
+	if out := ptool(t, "-O", "--type", "cert", "--id", "06"); strings.Contains(out, "ID:         06") {
+		t.Fatalf("deleted certificate still listed:\n%s", out)
+	}
+	// Change the PIN and back; a wrong PIN is CKR_PIN_INCORRECT.
+	ptool(t, "--change-pin", "--pin", modPIN, "--new-pin", "654321")
+	if out, err := ptoolErr(t, "--login", "--pin", modPIN, "-O"); err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") {
+		t.Errorf("old PIN after change: %v\n%s", err, out)
+	}
+	ptool(t, "--change-pin", "--pin", "654321", "--new-pin", modPIN)
+}
+
+func readCertDER(t *testing.T, c *pivtest.Card, slot byte) []byte {
+	t.Helper()
+	tag := map[byte]uint32{0x9A: 0x5FC105, 0x9C: 0x5FC10A, 0x9D: 0x5FC10B, 0x9E: 0x5FC101}[slot]
+	obj, ok := c.Object(tag)
+	if !ok {
+		t.Fatalf("no certificate object for %02X", slot)
+	}
+	// 70 LL cert 71 01 00 FE 00
+	if len(obj) < 4 || obj[0] != 0x70 {
+		t.Fatalf("certificate object %x", obj[:4])
+	}
+	n, off := int(obj[1]), 2
+	switch obj[1] {
+	case 0x81:
+		n, off = int(obj[2]), 3
+	case 0x82:
+		n, off = int(obj[2])<<8|int(obj[3]), 4
+	}
+	return obj[off : off+n]
+}
+
+func TestModulePkcs11ToolSelfTest(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	out := ptool(t, "--test", "--login", "--pin", modPIN)
+	if !strings.Contains(out, "No errors") {
+		t.Errorf("--test:\n%s", out)
+	}
+}
+
+type bigInt = big.Int
+
+var _ = pem.Decode
+var _ = regexp.MustCompile

@@ -1,0 +1,200 @@
+// Command p11client is a PKCS#11 consumer written with github.com/miekg/pkcs11: the hwtest
+// module tests run it against the built p11-card module, since test files cannot use cgo.
+//
+//	p11client MODULE PIN threads N    # N threads, each with its own session, sign with
+//	                                  # the PIN-always key (CKA_ID 02) after a
+//	                                  # context-specific login; prints "ok N"
+//	p11client MODULE PIN removal      # starts a signature with CKA_ID 01, prints "signing"
+//	                                  # and then the return value of C_Sign and of a
+//	                                  # later C_GetSessionInfo
+//	p11client MODULE PIN conformance  # a table of edge cases; prints one line per case
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+func main() {
+	if len(os.Args) < 4 {
+		fmt.Fprintln(os.Stderr, "usage: p11client MODULE PIN threads N | removal | conformance")
+		os.Exit(2)
+	}
+	p := pkcs11.New(os.Args[1])
+	if p == nil {
+		fail("cannot load %s", os.Args[1])
+	}
+	if err := p.Initialize(); err != nil {
+		fail("C_Initialize: %v", err)
+	}
+	defer p.Finalize()
+	pin := os.Args[2]
+	slots, err := p.GetSlotList(true)
+	if err != nil || len(slots) == 0 {
+		fail("no token: %v", err)
+	}
+	slot := slots[0]
+	switch os.Args[3] {
+	case "threads":
+		n, _ := strconv.Atoi(os.Args[4])
+		threads(p, slot, pin, n)
+	case "removal":
+		removal(p, slot, pin)
+	case "conformance":
+		conformance(p, slot, pin)
+	default:
+		fail("unknown command %q", os.Args[3])
+	}
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "p11client: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func rvName(err error) string {
+	if err == nil {
+		return "CKR_OK"
+	}
+	var e pkcs11.Error
+	if errors.As(err, &e) {
+		return e.Error()
+	}
+	return err.Error()
+}
+
+func key(p *pkcs11.Ctx, s pkcs11.SessionHandle, class uint, id byte) pkcs11.ObjectHandle {
+	if err := p.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_ID, []byte{id})}); err != nil {
+		fail("FindObjectsInit: %v", err)
+	}
+	hs, _, err := p.FindObjects(s, 2)
+	p.FindObjectsFinal(s)
+	if err != nil || len(hs) != 1 {
+		fail("find key %02x: %d found, %v", id, len(hs), err)
+	}
+	return hs[0]
+}
+
+func threads(p *pkcs11.Ctx, slot uint, pin string, n int) {
+	s0, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		fail("OpenSession: %v", err)
+	}
+	if err := p.Login(s0, pkcs11.CKU_USER, pin); err != nil {
+		fail("Login: %v", err)
+	}
+	k := key(p, s0, pkcs11.CKO_PRIVATE_KEY, 2)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+			if err != nil {
+				errs <- fmt.Errorf("thread %d OpenSession: %w", i, err)
+				return
+			}
+			defer p.CloseSession(s)
+			if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA_SHA256, nil)}, k); err != nil {
+				errs <- fmt.Errorf("thread %d SignInit: %w", i, err)
+				return
+			}
+			if err := p.Login(s, pkcs11.CKU_CONTEXT_SPECIFIC, pin); err != nil {
+				errs <- fmt.Errorf("thread %d context login: %w", i, err)
+				return
+			}
+			sig, err := p.Sign(s, []byte(fmt.Sprintf("message %d", i)))
+			if err != nil {
+				errs <- fmt.Errorf("thread %d Sign: %w", i, err)
+				return
+			}
+			if len(sig) != 64 {
+				errs <- fmt.Errorf("thread %d: signature of %d bytes", i, len(sig))
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	bad := 0
+	for err := range errs {
+		fmt.Println("error:", err)
+		bad++
+	}
+	if bad > 0 {
+		os.Exit(1)
+	}
+	fmt.Printf("ok %d\n", n)
+}
+
+func removal(p *pkcs11.Ctx, slot uint, pin string) {
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		fail("OpenSession: %v", err)
+	}
+	if err := p.Login(s, pkcs11.CKU_USER, pin); err != nil {
+		fail("Login: %v", err)
+	}
+	k := key(p, s, pkcs11.CKO_PRIVATE_KEY, 1)
+	if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k); err != nil {
+		fail("SignInit: %v", err)
+	}
+	fmt.Println("signing")
+	_, err = p.Sign(s, []byte("data"))
+	fmt.Println("sign:", rvName(err))
+	_, err = p.GetSessionInfo(s)
+	fmt.Println("session:", rvName(err))
+}
+
+// conformance checks edge cases of the C interface that core's tests cannot reach.
+func conformance(p *pkcs11.Ctx, slot uint, pin string) {
+	check := func(name string, err error, want string) {
+		got := rvName(err)
+		status := "PASS"
+		if got != want {
+			status = "FAIL"
+		}
+		fmt.Printf("%s %s: got %s want %s\n", status, name, got, want)
+	}
+	check("initialize twice", p.Initialize(), "CKR_CRYPTOKI_ALREADY_INITIALIZED")
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	check("open R/O", err, "CKR_OK")
+	check("logout not logged in", p.Logout(s), "CKR_USER_NOT_LOGGED_IN")
+	check("login", p.Login(s, pkcs11.CKU_USER, pin), "CKR_OK")
+	check("login twice", p.Login(s, pkcs11.CKU_USER, pin), "CKR_USER_ALREADY_LOGGED_IN")
+	k := key(p, s, pkcs11.CKO_PRIVATE_KEY, 1)
+	_, err = p.GetAttributeValue(s, k, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_PRIVATE_EXPONENT, nil)})
+	check("sensitive attribute", err, "CKR_ATTRIBUTE_SENSITIVE")
+	_, err = p.GetAttributeValue(s, k, []*pkcs11.Attribute{pkcs11.NewAttribute(0x7777, nil)})
+	check("invalid attribute", err, "CKR_ATTRIBUTE_TYPE_INVALID")
+	attrs, err := p.GetAttributeValue(s, k, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil), pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
+	check("modulus and id", err, "CKR_OK")
+	if err == nil && (len(attrs[0].Value) != 256 || len(attrs[1].Value) != 1) {
+		fmt.Println("FAIL attribute values", len(attrs[0].Value), attrs[1].Value)
+	}
+	check("sign init", p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k), "CKR_OK")
+	check("sign init again", p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k), "CKR_OPERATION_ACTIVE")
+	sig, err := p.Sign(s, []byte("x"))
+	check("sign (size query then sign)", err, "CKR_OK")
+	if len(sig) != 256 {
+		fmt.Println("FAIL signature length", len(sig))
+	}
+	_, err = p.Sign(s, []byte("x"))
+	check("sign without init", err, "CKR_OPERATION_NOT_INITIALIZED")
+	check("unknown mechanism", p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(0x7fff, nil)}, k), "CKR_MECHANISM_INVALID")
+	err = p.SeedRandom(s, []byte{1})
+	check("seed random", err, "CKR_RANDOM_SEED_NOT_SUPPORTED")
+	check("close", p.CloseSession(s), "CKR_OK")
+	check("close twice", p.CloseSession(s), "CKR_SESSION_HANDLE_INVALID")
+	_, err = p.GetSessionInfo(0)
+	check("handle 0", err, "CKR_SESSION_HANDLE_INVALID")
+	_, err = p.GetSlotInfo(9999)
+	check("bad slot", err, "CKR_SLOT_ID_INVALID")
+	_, err = p.OpenSession(slot, 0)
+	check("no serial flag", err, "CKR_SESSION_PARALLEL_NOT_SUPPORTED")
+}
