@@ -7,14 +7,13 @@ import (
 	"crypto/des"
 	"crypto/rand"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/trace"
 )
 
 // pinRef is the reference VERIFY uses for the user: the Global PIN when the discovery
@@ -164,21 +163,44 @@ func (t *Token) verifyPIN(ctx context.Context, pin []byte, own bool) error {
 }
 
 // parseMgmtKey decodes a management key given as hex (spaces and colons allowed), as
-// ykcs11 takes it at C_Login(CKU_SO).
+// ykcs11 takes it at C_Login(CKU_SO). It makes no string copy of the secret.
 func parseMgmtKey(secret []byte) ([]byte, error) {
-	s := strings.Map(func(r rune) rune {
-		if r == ' ' || r == ':' || r == '\t' {
-			return -1
+	key := make([]byte, 0, 32)
+	hi, half := byte(0), false
+	for _, c := range secret {
+		var v byte
+		switch {
+		case c == ' ' || c == ':' || c == '\t':
+			continue
+		case c >= '0' && c <= '9':
+			v = c - '0'
+		case c >= 'a' && c <= 'f':
+			v = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			zero(key[:cap(key)])
+			return nil, errMgmtKeyFormat
 		}
-		return r
-	}, string(secret))
-	key, err := hex.DecodeString(s)
-	if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
-		zero(key)
-		return nil, fmt.Errorf("piv: %w: the management key is 32, 48 or 64 hex digits", cards.ErrPINLength)
+		if !half {
+			hi, half = v, true
+			continue
+		}
+		if len(key) == cap(key) {
+			zero(key[:cap(key)])
+			return nil, errMgmtKeyFormat
+		}
+		key = append(key, hi<<4|v)
+		half = false
+	}
+	if half || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+		zero(key[:cap(key)])
+		return nil, errMgmtKeyFormat
 	}
 	return key, nil
 }
+
+var errMgmtKeyFormat = fmt.Errorf("piv: %w: the management key is 32, 48 or 64 hex digits", cards.ErrPINLength)
 
 // random is the source of our management key challenges.
 func (t *Token) random() io.Reader {
@@ -275,6 +297,7 @@ func (t *Token) mgmtAuth(ctx context.Context, key []byte) error {
 	if subtle.ConstantTimeCompare(resp, want) != 1 {
 		return badCard("the card's answer to our challenge is wrong: it does not hold the management key")
 	}
+	trace.Printf("piv", "management key authenticated (algorithm %02X)", alg)
 	return nil
 }
 
@@ -317,6 +340,7 @@ func (t *Token) ensureAdmin(ctx context.Context) error {
 		return err
 	}
 	defer zero(key)
+	trace.Printf("piv", "using the PIN-protected management key for an admin operation")
 	if err := t.mgmtAuth(ctx, key); err != nil {
 		return fmt.Errorf("piv: protected management key: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/trace"
 )
 
 func init() { cards.Register(Driver{}) }
@@ -135,6 +136,7 @@ func (t *Token) identify(ctx context.Context) error {
 		}
 	}
 	t.info = info
+	trace.Printf("piv", "bound %s: firmware %v, serial %q, metadata %v, extended APDUs %v", info.Model, t.fw, info.Serial, t.hasMeta, t.opt.Extended)
 	return nil
 }
 

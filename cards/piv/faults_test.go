@@ -391,3 +391,31 @@ func TestYubiKey4SerialFromCHUID(t *testing.T) {
 		t.Errorf("CHUID read again: %v", ins)
 	}
 }
+
+func TestParseMgmtKey(t *testing.T) {
+	for _, tc := range []struct {
+		in  string
+		len int
+	}{
+		{defaultMgmtHex, 24},
+		{"01:02:03:04:05:06:07:08:01:02:03:04:05:06:07:08", 16},
+		{"0102030405060708 0102030405060708 0102030405060708 0102030405060708", 32},
+		{"ABCDEFabcdef0123456789abcdef0123", 16},
+		{"0102", 0},
+		{"010", 0},
+		{"zz02030405060708010203040506070801020304050607", 0},
+		{defaultMgmtHex + defaultMgmtHex, 0},
+		{"", 0},
+	} {
+		k, err := parseMgmtKey([]byte(tc.in))
+		if tc.len == 0 {
+			if !errors.Is(err, cards.ErrPINLength) || k != nil {
+				t.Errorf("%q: %x %v", tc.in, k, err)
+			}
+			continue
+		}
+		if err != nil || len(k) != tc.len {
+			t.Errorf("%q: %x %v", tc.in, k, err)
+		}
+	}
+}

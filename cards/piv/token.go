@@ -15,6 +15,7 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/trace"
 )
 
 // Token is a bound PIV card. Not safe for concurrent use (see cards.Token).
@@ -101,6 +102,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 	}
 	t.first = true
 	if reset || t.reselect {
+		trace.Printf("piv", "card reset (or in doubt): selecting PIV again, logins forgotten")
 		t.userIn, t.soIn = false, false
 		if err := t.selectApp(ctx); err != nil {
 			unlock()
@@ -137,6 +139,7 @@ func (x tx) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	if !first || !otherApplet(cmd, resp) {
 		return resp, nil
 	}
+	trace.Printf("piv", "another application was selected: selecting PIV again, logins forgotten")
 	t.userIn, t.soIn = false, false
 	if err := t.selectApp(ctx); err != nil {
 		return nil, err
