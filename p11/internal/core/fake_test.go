@@ -465,5 +465,3 @@ func wantRV(t testing.TB, err error, rv uint64) {
 		t.Fatalf("got %s (%v), want %s", RVName(got), err, RVName(rv))
 	}
 }
-
-

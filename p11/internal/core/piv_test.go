@@ -154,4 +154,5 @@ func TestPIVDriver(t *testing.T) {
 	}
 	_ = cards.KindData
 }
+
 type bigInt = big.Int
