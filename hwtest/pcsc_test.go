@@ -341,6 +341,15 @@ func TestPCSCResetByAnotherConnection(t *testing.T) {
 		t.Fatalf("next Lock = %v, %v; want no reset", reset, err)
 	}
 	unlock()
+	// The connection that reset the card hears of it at its next Lock too, once.
+	if unlock, reset, err = b.Lock(ctx); err != nil || !reset {
+		t.Fatalf("Lock of the resetting connection = %v, %v; want reset", reset, err)
+	}
+	unlock()
+	if unlock, reset, err = b.Lock(ctx); err != nil || reset {
+		t.Fatalf("second Lock of the resetting connection = %v, %v; want no reset", reset, err)
+	}
+	unlock()
 }
 
 // A transaction held elsewhere makes Lock wait; ctx ending ends the wait.

@@ -27,6 +27,7 @@ type Card struct {
 	proto    uint32
 	atr      []byte
 	dead     bool // handle lost with the service: the next Lock connects again
+	resetOwn bool // Reconnect reset the card: the next Lock reports it
 	closed   bool
 }
 
@@ -188,6 +189,10 @@ func (k *Card) Lock(ctx context.Context) (unlock func(), reset bool, err error) 
 			reset = true
 		}
 		h := k.h
+		if k.resetOwn {
+			k.resetOwn = false
+			reset = true
+		}
 		k.mu.Unlock()
 
 		code, err := k.begin(ctx, h)
@@ -274,7 +279,8 @@ func (k *Card) reconnect(h cardHandle, disposition uint32) error {
 }
 
 // Reconnect re-negotiates the connection; with reset the card is warm-reset (all
-// selection and login state on the card is lost).
+// selection and login state on the card is lost) and the next Lock reports reset=true,
+// as it does for a reset by anyone else.
 func (k *Card) Reconnect(ctx context.Context, reset bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -289,7 +295,15 @@ func (k *Card) Reconnect(ctx context.Context, reset bool) error {
 	if reset {
 		d = resetCard
 	}
-	return k.reconnect(h, d)
+	if err := k.reconnect(h, d); err != nil {
+		return err
+	}
+	if reset {
+		k.mu.Lock()
+		k.resetOwn = true
+		k.mu.Unlock()
+	}
+	return nil
 }
 
 // reconnectFresh replaces a handle lost with pcscd by a new connection. The card was
