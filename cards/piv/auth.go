@@ -280,7 +280,8 @@ func (t *Token) mgmtAuth(ctx context.Context, key []byte) error {
 	if _, err := io.ReadFull(t.random(), chal); err != nil {
 		return err
 	}
-	cmd.Data = apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagWitness, plain), apdu.TLVBytes(tagChallenge, chal), apdu.TLVBytes(tagResponse))
+	// 7C { 80 decrypted witness, 81 our challenge }, as YubiKeys take it (no empty 82).
+	cmd.Data = apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagWitness, plain), apdu.TLVBytes(tagChallenge, chal))
 	b, err = t.do(ctx, cmd)
 	if err != nil {
 		if errors.Is(err, apdu.ErrSecurityStatus) || errors.Is(err, apdu.ErrWrongData) {
