@@ -610,3 +610,28 @@ func BenchmarkPCSCLockTransmit(b *testing.B) {
 	}
 	b.ReportMetric(float64(pcsc.Stats().Sub(before).Total())/float64(b.N), "pcsc-calls/op")
 }
+
+// Control reaches the reader; vpcd answers the feature request with nothing or an error,
+// never a crash, and Features agrees with what Control returned.
+func TestPCSCControl(t *testing.T) {
+	r := testRig(t)
+	ctx := context.Background()
+	insert(t, 2, newOKCard(14))
+	k, err := pcscContext(t).Connect(ctx, r.ReaderName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	out, err := k.Control(ctx, 0x42000D48, nil)
+	var pe *pcsc.Error
+	if err != nil && !errors.As(err, &pe) {
+		t.Fatalf("Control error without a PC/SC code: %v", err)
+	}
+	if err == nil && len(out) != 0 {
+		t.Logf("vpcd features: % X", out)
+	}
+	k.Close()
+	if _, err := k.Control(ctx, 0x42000D48, nil); !errors.Is(err, pcsc.ErrClosed) {
+		t.Fatalf("Control after Close = %v", err)
+	}
+}

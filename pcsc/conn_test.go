@@ -1,6 +1,8 @@
 package pcsc
 
 import (
+	"context"
+
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
 )
@@ -9,4 +11,8 @@ import (
 var (
 	_ apdu.Transmitter = (*Card)(nil)
 	_ cards.Conn       = (*Card)(nil)
+	// slotmgr's Controller
+	_ interface {
+		Control(ctx context.Context, code uint32, in []byte) ([]byte, error)
+	} = (*Card)(nil)
 )

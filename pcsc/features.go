@@ -80,4 +80,33 @@ func (k *Card) Features(ctx context.Context) (Features, error) {
 	return Features{}, nil
 }
 
+// Control sends a reader control command (SCardControl) with code and input, and returns
+// the reader's answer: the ioctls named by Features, or CM_IOCTL_GET_FEATURE_REQUEST
+// (0x42000D48 with pcsc-lite). Only the code is traced, never the data.
+func (k *Card) Control(ctx context.Context, code uint32, in []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(in) > maxResponse {
+		return nil, fmt.Errorf("pcsc: control 0x%08X: input of %d bytes", code, len(in))
+	}
+	k.mu.Lock()
+	h, closed, dead := k.h, k.closed, k.dead
+	k.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if dead {
+		return nil, cardError("control", codeInvalidHandle)
+	}
+	out, rc := scControl(h, code, in)
+	if rc != codeSuccess {
+		if serviceLost(rc) {
+			k.markDead(h)
+		}
+		return nil, cardError(fmt.Sprintf("control 0x%08X", code), rc)
+	}
+	return out, nil
+}
+
 func (f Feature) String() string { return fmt.Sprintf("feature %02X", byte(f)) }

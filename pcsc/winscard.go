@@ -276,7 +276,7 @@ var respPool = sync.Pool{New: func() any { b := make([]byte, maxResponse); retur
 func scControl(k cardHandle, code uint32, in []byte) ([]byte, uint32) {
 	stats.control.Add(1)
 	t := time.Now()
-	out := make([]byte, 1024)
+	out := make([]byte, maxResponse)
 	var n C.DWORD
 	var inPtr C.LPCVOID
 	if len(in) > 0 {
@@ -288,7 +288,7 @@ func scControl(k cardHandle, code uint32, in []byte) ([]byte, uint32) {
 	if rcode != 0 {
 		return nil, rcode
 	}
-	return out[:min(int(n), len(out))], 0
+	return append([]byte(nil), out[:min(int(n), len(out))]...), 0
 }
 
 func dispositionName(d uint32) string {
