@@ -3,7 +3,9 @@ package piv
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/p11-card/p11-card/apdu"
@@ -417,5 +419,55 @@ func TestParseMgmtKey(t *testing.T) {
 		if err != nil || len(k) != tc.len {
 			t.Errorf("%q: %x %v", tc.in, k, err)
 		}
+	}
+}
+
+// noMetaPublic drops the public key (tag 04) from GET METADATA answers.
+type noMetaPublic struct{ *pivtest.Card }
+
+func (c noMetaPublic) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	r, err := c.Card.Transmit(ctx, cmd)
+	if err != nil || len(cmd) < 2 || cmd[1] != insGetMetadata || len(r) < 2 || r[len(r)-2] != 0x90 {
+		return r, err
+	}
+	tl, perr := apdu.ParseAll(r[:len(r)-2])
+	if perr != nil {
+		return r, nil
+	}
+	var out []byte
+	for _, x := range tl {
+		if x.Tag != 0x04 {
+			out = apdu.AppendTLV(out, x.Tag, x.Value)
+		}
+	}
+	return append(out, 0x90, 0x00), nil
+}
+
+func TestMetadataWithoutPublicKey(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	provision(t, card, 0x9C, pivtest.AlgECCP384)
+	_ = card.PutCertificate(0x9C, nil)
+	tok, err := Driver{}.Open(ctxb, &testConn{card: noMetaPublic{card}}, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := tok.Objects(ctxb, cards.Filter{Kind: cards.KindPublicKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range objs {
+		got = append(got, o.Handle)
+		if o.Handle == "9a/pub" && !o.Key.Public.(*ecdsa.PublicKey).Equal(card.PublicKey(0x9A)) {
+			t.Error("9A public key from the certificate differs")
+		}
+	}
+	if strings.Join(got, ",") != "9a/pub,f9/pub" {
+		t.Errorf("public keys %v (9C has no certificate, so no public key)", got)
+	}
+	privs, _ := tok.Objects(ctxb, cards.Filter{ID: []byte{2}, Kind: cards.KindPrivateKey})
+	if len(privs) != 1 {
+		t.Errorf("9C private key %v", privs)
 	}
 }

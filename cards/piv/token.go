@@ -322,6 +322,15 @@ func (t *Token) loadKey(ctx context.Context, si *slotInfo) (*keyState, error) {
 				}
 			} else if _, _, ok := algInfo(m.Alg); !ok {
 				return nil, badCard("slot %s: key of algorithm %02X", si.slot, m.Alg)
+			} else {
+				// Metadata without the public key: the certificate may hold it.
+				der, err := t.loadCert(ctx, si)
+				if err != nil {
+					return nil, err
+				}
+				if c := keyFromCertDER(der); c != nil && c.alg == m.Alg {
+					ks.pub = c.pub
+				}
 			}
 		}
 	} else {
@@ -338,6 +347,13 @@ func (t *Token) loadKey(ctx context.Context, si *slotInfo) (*keyState, error) {
 	}
 	c.pubRead, c.pub = true, ks
 	return ks, nil
+}
+
+func keyFromCertDER(der []byte) *keyState {
+	if der == nil {
+		return nil
+	}
+	return keyFromCert(der)
 }
 
 // keyFromCert takes the key's algorithm and public key from a certificate; nil when the
