@@ -407,9 +407,6 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 			}
 			return fmt.Errorf("piv: change %v: %w", role, err)
 		}
-		if role == cards.RoleUser {
-			t.userIn = true // CHANGE REFERENCE DATA verifies the PIN
-		}
 		return nil
 	case cards.RoleSO:
 		if !t.yubico {
