@@ -286,6 +286,7 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 	if err := m.Rescan(ctx); err != nil {
 		t.Fatal(err)
 	}
+	held := slotOf()
 	const n = 20
 	before := pcsc.Stats()
 	t0 := time.Now()
@@ -298,6 +299,10 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 	d := pcsc.Stats().Sub(before)
 	if d.Transmit != 0 || d.Connect != 0 {
 		t.Errorf("Rescan talked to the card: %+v", d)
+	}
+	// Our connection keeps the reader "in use": no read mistakes it for a lost one.
+	if s := slotOf(); !s.Present || s.Gen != held.Gen {
+		t.Errorf("generation moved across Rescans without an event: %d → %+v", held.Gen, s)
 	}
 	t.Logf("Rescan with nothing changed: %v each, %.1f PC/SC calls each (%+v over %d)", el/n, float64(d.Total())/n, d, n)
 }

@@ -45,8 +45,15 @@ type Card interface {
 	Close() error
 }
 
-// Controller is implemented by a Card whose reader accepts control commands
-// (SCardControl); the manager uses it for the PC/SC part 10 feature request only.
+// FeatureReader is implemented by a Card that can list its reader's PC/SC part 10
+// features (pcsc.Card does); the manager asks once per reader attachment.
+type FeatureReader interface {
+	Features(ctx context.Context) (pcsc.Features, error)
+}
+
+// Controller is implemented by a Card whose reader accepts raw control commands
+// (SCardControl); for a Card without Features the manager sends the part 10 feature
+// request (CM_IOCTL_GET_FEATURE_REQUEST) itself and parses the answer.
 type Controller interface {
 	Control(ctx context.Context, code uint32, in []byte) ([]byte, error)
 }

@@ -69,11 +69,7 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 			return errors.New("slotmgr: driver returned no token")
 		}
 		if wantFeatures {
-			if ctl, ok := card.(Controller); ok {
-				feat = readFeatures(ctx, ctl)
-			} else {
-				feat = &features{}
-			}
+			feat = readFeatures(ctx, card)
 		}
 		return nil
 	}()

@@ -76,6 +76,7 @@
 // A card reset by another application keeps its generation when the event counter does
 // not move (the driver learns of it through Conn.Lock's reset flag). A backend without an
 // event counter would miss a swap between reads with no empty state in between. PIN-pad
-// detection uses pcsc-lite's control code for CM_IOCTL_GET_FEATURE_REQUEST; reading the
-// PIN on the pad is the engine's and driver's business, with SlotInfo.PINVerify.
+// detection asks the reader for its part 10 features (pcsc.Card.Features, or the raw
+// CM_IOCTL_GET_FEATURE_REQUEST through a Controller); reading the PIN on the pad is the
+// engine's and driver's business, with SlotInfo.PINVerify.
 package slotmgr

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 	"github.com/p11-card/p11-card/slotmgr/slotmgrtest"
 )
@@ -1110,5 +1111,71 @@ func TestConnReportsReset(t *testing.T) {
 	}
 	if y, _ := find(e.m.Slots(), "R"); y.Gen != x.Gen || !y.Present {
 		t.Errorf("after reset: %+v (gen was %d)", y, x.Gen)
+	}
+}
+
+// featured wraps the fake so its cards list features the way pcsc.Card does.
+type featured struct {
+	*slotmgrtest.Backend
+	f   pcsc.Features
+	err error
+}
+
+type featuredCtx struct {
+	slotmgr.Context
+	b *featured
+}
+
+type featuredCard struct {
+	slotmgr.Card
+	b *featured
+}
+
+func (b *featured) Establish(ctx context.Context) (slotmgr.Context, error) {
+	c, err := b.Backend.Establish(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return featuredCtx{c, b}, nil
+}
+
+func (c featuredCtx) Connect(ctx context.Context, r string) (slotmgr.Card, error) {
+	k, err := c.Context.Connect(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return featuredCard{k, c.b}, nil
+}
+
+func (k featuredCard) Features(ctx context.Context) (pcsc.Features, error) { return k.b.f, k.b.err }
+
+func TestPINPadFromFeatureReader(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		f      pcsc.Features
+		err    error
+		pad    bool
+		verify uint32
+	}{
+		{"verify direct", pcsc.Features{pcsc.FeatureVerifyPINDirect: 0x42330006, pcsc.FeatureModifyPINDirect: 0x42330007}, nil, true, 0x42330006},
+		{"none", pcsc.Features{}, nil, false, 0},
+		{"error", nil, errors.New("reader gone"), false, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fb := slotmgrtest.New()
+			fb.AddReader("R")
+			if err := fb.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+				t.Fatal(err)
+			}
+			m := slotmgr.New(&featured{fb, tc.f, tc.err}, slotmgr.Options{Bind: newBinder().bind})
+			if err := m.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			x, _ := find(m.Slots(), "R")
+			if !x.Present || x.PINPad != tc.pad || x.PINVerify != tc.verify {
+				t.Errorf("slot: %+v", x)
+			}
+		})
 	}
 }

@@ -98,23 +98,16 @@ func (p *pcscContext) Connect(ctx context.Context, reader string) (Card, error) 
 	if err != nil {
 		return nil, err
 	}
-	if ctl, ok := any(k).(Controller); ok {
-		return controlCard{k, ctl}, nil
-	}
 	return k, nil
 }
 
 func (p *pcscContext) Close() error { return p.c.Close() }
 
-// controlCard is a pcsc card whose reader takes control commands.
-type controlCard struct {
-	*pcsc.Card
-	ctl Controller
-}
-
-func (c controlCard) Control(ctx context.Context, code uint32, in []byte) ([]byte, error) {
-	return c.ctl.Control(ctx, code, in)
-}
+// A pcsc.Card is a Card and a FeatureReader.
+var (
+	_ Card          = (*pcsc.Card)(nil)
+	_ FeatureReader = (*pcsc.Card)(nil)
+)
 
 func fromPCSC(s pcsc.ReaderState) ReaderState {
 	return ReaderState{Name: s.Name, Present: s.Present, Empty: s.Empty, Exclusive: s.Exclusive,

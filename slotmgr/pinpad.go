@@ -36,13 +36,30 @@ func (f *features) pinPad() bool {
 	return f.code(featureVerifyPINDirect) != 0 || f.code(featureVerifyPINStart) != 0
 }
 
-// readFeatures asks the reader for its features; a reader that refuses has none.
-func readFeatures(ctx context.Context, c Controller) *features {
-	out, err := c.Control(ctx, ctlGetFeatureRequest, nil)
-	if err != nil {
-		return &features{}
+// readFeatures asks the reader behind card for its features: nil when the card cannot
+// tell now (ask again at the next insertion), empty when the reader has none.
+func readFeatures(ctx context.Context, card Card) *features {
+	switch c := card.(type) {
+	case FeatureReader:
+		fs, err := c.Features(ctx)
+		if err != nil {
+			return nil
+		}
+		f := &features{codes: map[byte]uint32{}}
+		for tag, code := range fs {
+			if tag != 0 && code != 0 {
+				f.codes[byte(tag)] = code
+			}
+		}
+		return f
+	case Controller:
+		out, err := c.Control(ctx, ctlGetFeatureRequest, nil)
+		if err != nil {
+			return &features{} // readers without features refuse the request
+		}
+		return parseFeatures(out)
 	}
-	return parseFeatures(out)
+	return &features{}
 }
 
 // parseFeatures decodes a feature list. Malformed input (a reader is not trusted more
