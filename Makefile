@@ -85,6 +85,7 @@ rig-down:
 
 demo: deps build
 	@$(BIN)/p11-card rig status --dir $(RIG_DIR) >/dev/null 2>&1 || $(BIN)/p11-card rig up --dir $(RIG_DIR)
+	@$(BIN)/p11-card rig remove --dir $(RIG_DIR) --reader 0 >/dev/null
 	$(BIN)/p11-card rig insert --dir $(RIG_DIR) --reader 0 --card piv
 	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm $(BIN)/p11-card readers
 ifneq ($(HAVE_MODULE),)

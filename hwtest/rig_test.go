@@ -23,8 +23,9 @@ import (
 	"github.com/p11-card/p11-card/cards/vcard"
 )
 
-// rigCard is the simplest card: it answers every command with the command's header and
-// 9000, and counts resets.
+// rigCard is the simplest card: it holds no application (SELECT answers 6A82, so no
+// driver takes it), answers every other command with the command's header and 9000, and
+// counts resets.
 type rigCard struct {
 	atr    []byte
 	resets atomic.Int32
@@ -41,6 +42,9 @@ func (c *rigCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	c.cmds.Add(1)
 	if len(cmd) < 4 {
 		return []byte{0x67, 0x00}, nil
+	}
+	if cmd[1] == 0xA4 {
+		return []byte{0x6A, 0x82}, nil // ISO/IEC 7816-4: file or application not found
 	}
 	return append(append([]byte(nil), cmd[:4]...), 0x90, 0x00), nil
 }
