@@ -203,6 +203,19 @@ func TestPIVDriverOperations(t *testing.T) {
 	if card.PublicKey(0x84) != nil {
 		t.Error("key not deleted")
 	}
+	aes256 := strings.Repeat("0f", 32)
+	if err := tok.ChangePIN(ctx, cards.RoleSO, []byte(drvMgmtHex), []byte(aes256)); err != nil {
+		t.Fatalf("management key to AES-256: %v", err)
+	}
+	if err := tok.Login(ctx, cards.RoleSO, []byte(aes256)); err != nil {
+		t.Errorf("login with the new management key: %v", err)
+	}
+	if st, err := tok.PINStatus(ctx, cards.RoleSO); err != nil || st.Default {
+		t.Errorf("SO status %+v %v", st, err)
+	}
+	if st, err := tok.PINStatus(ctx, cards.RolePUK); err != nil || st.Retries != 3 || !st.Default {
+		t.Errorf("PUK status %+v %v", st, err)
+	}
 
 	// PINs: wrong, status, change, unblock.
 	var ve *apdu.VerifyError
