@@ -963,7 +963,7 @@ func TestConcurrentUse(t *testing.T) {
 						}
 					}
 				}
-				if g == 0 {
+				if g%2 == 0 { // concurrent Rescans race the watcher and each other
 					if err := e.m.Rescan(ctx); err != nil {
 						t.Errorf("Rescan: %v", err)
 						return
@@ -1178,4 +1178,58 @@ func TestPINPadFromFeatureReader(t *testing.T) {
 			}
 		})
 	}
+}
+
+// After Rescan returns, the table shows at least what the service showed when Rescan was
+// called, even with other Rescans and the watcher reading at the same time.
+func TestRescanIsCurrent(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	b.AddReader("N")
+	e := start(t, b, slotmgr.Options{NoPINPad: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if i%2 == 0 {
+					_ = b.Insert("N", slotmgrtest.NewCard(atrGood2))
+				} else {
+					b.Remove("N")
+				}
+				if err := e.m.Rescan(ctx); err != nil {
+					t.Errorf("Rescan: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 100; i++ {
+		want := i%2 == 0
+		if want {
+			if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			b.Remove("R")
+		}
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		x, _ := find(e.m.Slots(), "R")
+		if x.CardPresent != want || x.Present != want {
+			t.Fatalf("round %d: after Rescan: %+v, want card %v", i, x, want)
+		}
+	}
+	close(stop)
+	wg.Wait()
 }
