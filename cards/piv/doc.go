@@ -57,7 +57,7 @@
 // authenticates with it by itself; it keeps only the card's authenticated state, never the
 // key. Without either, they give an error wrapping cards.ErrLoginRequired.
 //
-// # APDUs per operation (YubiKey 5.7, extended APDUs)
+// # APDUs per operation (YubiKey 5.7, extended APDUs; pinned by TestAPDUCounts)
 //
 //	Open (cards.Bind)         3: SELECT, GET VERSION, GET SERIAL (other PIV cards:
 //	                             SELECT, GET VERSION refused, CHUID, discovery)

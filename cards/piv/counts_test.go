@@ -1,0 +1,102 @@
+package piv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"testing"
+
+	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+)
+
+// TestAPDUCounts pins the APDUs each operation costs on a YubiKey 5.7 (the table in
+// doc.go). Steps run in order on one token, so what an earlier step cached is not read
+// again.
+func TestAPDUCounts(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	provision(t, card, 0x9C, pivtest.AlgECCP256)
+	provision(t, card, 0x9D, pivtest.AlgRSA2048)
+	provision(t, card, 0x82, pivtest.AlgX25519)
+	conn := &testConn{card: card}
+	var tok cards.Token
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	peer, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	peerPt, _ := peer.PublicKey.Bytes()
+	var cert []byte
+	steps := []struct {
+		name string
+		want int
+		run  func() error
+	}{
+		{"open", 3, func() (err error) { tok, err = Driver{}.Open(ctxb, conn, card.ATR()); return }},
+		{"find private key 01", 1, func() error {
+			_, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey})
+			return err
+		}},
+		{"find certificate 01", 1, func() error {
+			o, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindCertificate})
+			if err == nil {
+				cert = o[0].Cert
+			}
+			return err
+		}},
+		{"find everything about 01 again", 0, func() error { _, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}}); return err }},
+		{"PIN status", 1, func() error { _, err := tok.PINStatus(ctxb, cards.RoleUser); return err }},
+		{"login user", 1, func() error { return tok.Login(ctxb, cards.RoleUser, []byte("123456")) }},
+		{"sign ECDSA", 1, func() error { _, err := tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil); return err }},
+		{"sign PIN-always (key not looked up before)", 3, func() error {
+			_, err := tok.Sign(ctxb, []byte{2}, cards.SignECDSA, make([]byte, 32), &cards.Auth{PIN: []byte("123456")})
+			return err
+		}},
+		{"sign PIN-always again", 2, func() error {
+			_, err := tok.Sign(ctxb, []byte{2}, cards.SignECDSA, make([]byte, 32), &cards.Auth{PIN: []byte("123456")})
+			return err
+		}},
+		{"decrypt RSA (key not looked up before)", 2, func() error {
+			in := make([]byte, 256)
+			in[255] = 5
+			_, err := tok.Decrypt(ctxb, []byte{3}, cards.DecryptRSARaw, in, nil)
+			return err
+		}},
+		{"derive ECDH", 1, func() error { _, err := tok.Derive(ctxb, []byte{1}, peerPt, nil); return err }},
+		{"login SO (first: algorithm from metadata)", 3, func() error { return tok.Login(ctxb, cards.RoleSO, []byte(defaultMgmtHex)) }},
+		{"login SO again", 2, func() error { return tok.Login(ctxb, cards.RoleSO, []byte(defaultMgmtHex)) }},
+		{"generate", 1, func() error {
+			_, err := tok.GenerateKey(ctxb, cards.KeyGenSpec{ID: []byte{4}, Alg: cards.AlgECP256})
+			return err
+		}},
+		{"import", 1, func() error { return tok.ImportKey(ctxb, cards.KeyGenSpec{ID: []byte{6}}, ek) }},
+		{"write certificate", 1, func() error { return tok.WriteCertificate(ctxb, []byte{6}, cert) }},
+		{"delete certificate", 1, func() error { return tok.DeleteObject(ctxb, "83/cert") }},
+		{"delete key", 1, func() error { return tok.DeleteObject(ctxb, "83/priv") }},
+		{"change PIN", 1, func() error { return tok.ChangePIN(ctxb, cards.RoleUser, []byte("123456"), []byte("1234567")) }},
+		{"unblock", 1, func() error { return tok.Unblock(ctxb, cards.RolePUK, []byte("12345678"), []byte("123456")) }},
+		{"logout", 1, func() error { return tok.Logout(ctxb) }},
+		{"random (none on PIV)", 0, func() error { _, err := tok.Random(ctxb, 8); return ignore(err, cards.ErrNotSupported) }},
+		{"sign after a reset: SELECT + VERIFY + sign", 3, func() error {
+			conn.resetNext = true
+			_, err := tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), &cards.Auth{PIN: []byte("123456")})
+			return err
+		}},
+	}
+	for _, s := range steps {
+		var err error
+		n, ins := conn.count(func() { err = s.run() })
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if n != s.want {
+			t.Errorf("%s: %d APDUs %v, want %d", s.name, n, ins, s.want)
+		}
+	}
+}
+
+func ignore(err, want error) error {
+	if err != nil && !errors.Is(err, want) {
+		return err
+	}
+	return nil
+}
