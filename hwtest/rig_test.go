@@ -20,6 +20,7 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
 )
 
@@ -378,5 +379,17 @@ func TestCLIWatch(t *testing.T) {
 	m := want("card-removed", r.ReaderName(3))
 	if _, err := time.Parse(time.RFC3339, fmt.Sprint(m["time"])); err != nil {
 		t.Errorf("time %v: %v", m["time"], err)
+	}
+}
+
+// TestCLIReadersPIV: `p11-card readers` tells what a virtual YubiKey is.
+func TestCLIReadersPIV(t *testing.T) {
+	bin := p11card(t)
+	insert(t, 0, pivtest.MustNew(pivtest.Options{Serial: 7654321}))
+	out := runTool(t, bin, "readers")
+	for _, w := range []string{"token:     Yubico YubiKey 5 (PIV), driver piv", "firmware:  5.7.1", "serial:    7654321"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("readers lacks %q:\n%s", w, out)
+		}
 	}
 }

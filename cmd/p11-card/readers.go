@@ -202,7 +202,7 @@ func printReaders(w io.Writer, rs []readerReport) {
 		fmt.Fprintf(w, "  card:      present, ATR %s\n", r.ATR)
 		if t := r.Token; t != nil {
 			desc := strings.TrimSpace(t.Manufacturer + " " + t.Model)
-			fmt.Fprintf(w, "  token:     %s (driver %s)\n", desc, t.Driver)
+			fmt.Fprintf(w, "  token:     %s, driver %s\n", desc, t.Driver)
 			if t.Firmware != "" {
 				fmt.Fprintf(w, "  firmware:  %s\n", t.Firmware)
 			}

@@ -94,7 +94,7 @@ func TestReadersText(t *testing.T) {
 	want := []string{
 		"Slot 1  Yubico YubiKey OTP+FIDO+CCID 00 00\n  usb:       1050:0407 Yubico YubiKey OTP+FIDO+CCID bus 1 addr 4\n",
 		"  card:      present, ATR 3B80800101C11E57\n",
-		"  token:     Example Model T (driver clitest)\n",
+		"  token:     Example Model T, driver clitest\n",
 		"  firmware:  1.2.3\n",
 		"  serial:    42\n",
 		"  label:     Test Token #42\n",
