@@ -332,6 +332,10 @@ func (m *Manager) Rescan(ctx context.Context) error {
 		// No working context of our own (service down or failing): have the watcher
 		// read, which also tries the service again.
 		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return ErrClosed
+		}
 		t := make(chan struct{})
 		m.reqs = append(m.reqs, t)
 		if m.stopW != nil {
@@ -344,6 +348,8 @@ func (m *Manager) Rescan(ctx context.Context) error {
 		}
 		select {
 		case <-t:
+		case <-m.life.Done():
+			return ErrClosed
 		case <-ctx.Done():
 			return ctx.Err()
 		}

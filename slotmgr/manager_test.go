@@ -1233,3 +1233,33 @@ func TestRescanIsCurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Rescans racing Close return (nil or ErrClosed), never hang.
+func TestRescanRacingClose(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		b := slotmgrtest.New()
+		b.AddReader("R")
+		if i%2 == 1 {
+			b.Stop() // Rescan goes through the watcher
+		}
+		m := slotmgr.New(b, slotmgr.Options{NoPINPad: true, Bind: newBinder().bind})
+		if err := m.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 4)
+		for g := 0; g < 4; g++ {
+			go func() { done <- m.Rescan(context.Background()) }()
+		}
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for g := 0; g < 4; g++ {
+			if err := <-done; err != nil && !errors.Is(err, slotmgr.ErrClosed) {
+				t.Errorf("Rescan during Close: %v", err)
+			}
+		}
+		if st := b.Stats(); st.Contexts != 0 || st.Handles != 0 {
+			t.Errorf("after Close: %+v", st)
+		}
+	}
+}
