@@ -4,6 +4,7 @@ package hwtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"fmt"
@@ -303,5 +304,50 @@ func TestOpenPGPOpenSC(t *testing.T) {
 				t.Errorf("signature counter %d after OpenSC signed", n)
 			}
 		})
+	}
+}
+
+// TestOpenPGPGnuPGStrict: scdaemon reads the spec-strict card (short APDUs, chaining,
+// GET RESPONSE, PIN for every signature) correctly.
+func TestOpenPGPGnuPGStrict(t *testing.T) {
+	testRig(t)
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeStrict, Serial: 0x00000042})
+	card.SetState(func(s *pgptest.State) { s.Name = []byte("Tester<<Strict") })
+	insert(t, pgpReader, card)
+	g := newGnuPG(t)
+	st := g.run("gpg", "--batch", "--card-status")
+	for _, want := range []string{"00000042", "Version ..........: 3.4", "Signature PIN ....: forced", "Name of cardholder: Strict Tester", "PIN retry counter : 3 0 3"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("card status lacks %q:\n%s", want, st)
+		}
+	}
+}
+
+// TestOpenPGPGnuPGKDF: gpg turns the KDF on (kdf-setup writes F9 with its own hashes of the
+// default PINs); our driver then logs in with the plain PINs, so its S2K equals GnuPG's.
+func TestOpenPGPGnuPGKDF(t *testing.T) {
+	testRig(t)
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeYubiKey})
+	insert(t, pgpReader, card)
+	g := newGnuPG(t)
+	g.cardEdit([]string{"admin", "kdf-setup", "quit"}, nil)
+	if kdf := card.Snapshot().KDF; len(kdf) < 3 || kdf[2] != 0x03 {
+		t.Fatalf("KDF-DO after gpg kdf-setup: %X", kdf)
+	}
+	st := g.run("gpg", "--batch", "--card-status")
+	if !regexp.MustCompile(`KDF setting \.+: on`).MatchString(st) {
+		t.Errorf("gpg does not see the KDF:\n%s", st)
+	}
+	g.kill()
+	tok := pgpOverPCSC(t)
+	ctx := context.Background()
+	if err := tok.Login(ctx, cards.RoleUser, []byte("123456")); err != nil {
+		t.Fatalf("user login with the KDF gpg set up: %v", err)
+	}
+	if err := tok.Login(ctx, cards.RoleSO, []byte("12345678")); err != nil {
+		t.Fatalf("SO login with the KDF gpg set up: %v", err)
+	}
+	if snap := card.Snapshot(); bytes.Equal(snap.PW1, []byte("123456")) {
+		t.Fatal("the card holds the PIN in clear after kdf-setup")
 	}
 }

@@ -148,7 +148,7 @@ func (c *Card) cmdGetData(cmd apdu.Command) apdu.Response {
 			return ok(s.UIF[tag-0xD6])
 		}
 	case 0xF9:
-		return ok(tlv(0xF9, s.KDF))
+		return ok(s.KDF) // the content, without the F9 tag, as GnuPG expects
 	case 0x7F21:
 		return ok(s.Certs[c.vol.certOcc])
 	case 0x0101, 0x0102:
