@@ -14,10 +14,12 @@ import (
 // errDriverPanic is a slot's Err when a driver panicked while binding.
 var errDriverPanic = errors.New("slotmgr: driver panicked while binding")
 
-// permanent reports bind errors not worth another try for the same insertion.
+// permanent reports bind errors not worth another try for the same insertion: the card
+// is not one we know, breaks its specification, crashed its driver or did not finish
+// within BindTimeout.
 func permanent(err error) bool {
 	return errors.Is(err, cards.ErrNotRecognized) || errors.Is(err, cards.ErrBadCard) ||
-		errors.Is(err, errDriverPanic)
+		errors.Is(err, errDriverPanic) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // startBindLocked launches a bind attempt for instance i of slot s. m.mu is held.
@@ -41,6 +43,8 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 		c      *conn
 		tok    cards.Token
 		feat   *features
+		driver string
+		atr    []byte
 		reader = s.reader
 	)
 	err := func() (err error) {
@@ -71,6 +75,7 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 		if wantFeatures {
 			feat = readFeatures(ctx, card)
 		}
+		driver, atr = tok.Info().Driver, card.ATR()
 		return nil
 	}()
 
@@ -97,11 +102,11 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 	if m.stopW != nil {
 		m.stopW()
 	}
-	i.atr = append(i.atr[:0], c.card.ATR()...)
+	i.atr = append(i.atr[:0], atr...)
 	if feat != nil && s.inst == i {
 		s.features = feat
 	}
-	m.opt.Logf("slotmgr: slot %d: token bound (gen %d, %s)", s.id, i.gen, tok.Info().Driver)
+	m.opt.Logf("slotmgr: slot %d: token bound (gen %d, %s)", s.id, i.gen, driver)
 	m.bumpLocked(map[*slot]bool{s: true})
 	m.mu.Unlock()
 }

@@ -43,8 +43,9 @@
 // tries the service again after 50ms, then at doubling intervals up to
 // Options.RetryInterval, and on each Rescan.
 //
-// Failed binds: an unrecognised card, a malformed answer or a driver panic is final for
-// that insertion; other errors (sharing violation, transmission error) are retried on
+// Failed binds: an unrecognised card, a malformed answer, a driver panic (in Open or in
+// the token's Info) or a bind running past Options.BindTimeout is final for that
+// insertion; other errors (sharing violation, transmission error) are retried on
 // Rescan or when another application releases its exclusive hold, at most
 // Options.MaxBindAttempts times. A mute card is bound once it answers.
 //

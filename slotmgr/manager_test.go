@@ -22,7 +22,13 @@ var (
 	atrUnknown = []byte{0x3B, 0xFF}
 	atrPanic   = []byte{0x3B, 0xDE, 0xAD}
 	atrBlock   = []byte{0x3B, 0xB1, 0x0C}
+	atrBadInfo = []byte{0x3B, 0xBA, 0xD1}
 )
+
+// badInfoToken's Info panics, as a buggy driver's might.
+type badInfoToken struct{ cards.Token }
+
+func (badInfoToken) Info() cards.TokenInfo { panic("driver bug in Info") }
 
 // testToken is a cards.Token that only knows its Info; the slot manager calls nothing else.
 type testToken struct {
@@ -61,6 +67,8 @@ func (b *binder) bind(ctx context.Context, c cards.Conn, atr []byte) (cards.Toke
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case bytes.Equal(atr, atrBadInfo):
+		return badInfoToken{}, nil
 	case !bytes.Equal(atr, atrGood) && !bytes.Equal(atr, atrGood2):
 		return nil, fmt.Errorf("test: %w", cards.ErrNotRecognized)
 	}
@@ -600,6 +608,38 @@ func TestBindFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitFor("S", present("S"))
+	})
+
+	t.Run("timeout is final", func(t *testing.T) {
+		b := slotmgrtest.New()
+		b.AddReader("R")
+		if err := b.Insert("R", slotmgrtest.NewCard(atrBlock)); err != nil {
+			t.Fatal(err)
+		}
+		e := start(t, b, slotmgr.Options{NoPINPad: true, BindTimeout: time.Millisecond})
+		x, _ := find(e.m.Slots(), "R")
+		if x.Present || !errors.Is(x.Err, context.DeadlineExceeded) {
+			t.Fatalf("slow card: %+v", x)
+		}
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if e.bd.count() != 1 {
+			t.Errorf("a timed-out bind was retried (%d calls)", e.bd.count())
+		}
+	})
+
+	t.Run("Info panics", func(t *testing.T) {
+		b := slotmgrtest.New()
+		b.AddReader("R")
+		if err := b.Insert("R", slotmgrtest.NewCard(atrBadInfo)); err != nil {
+			t.Fatal(err)
+		}
+		e := start(t, b, slotmgr.Options{NoPINPad: true})
+		x, _ := find(e.m.Slots(), "R")
+		if x.Present || x.Err == nil {
+			t.Errorf("token with a panicking Info: %+v", x)
+		}
 	})
 
 	t.Run("mute card", func(t *testing.T) {
