@@ -39,9 +39,13 @@ system's pcscd when PCSCLITE_CSOCK_NAME points at the rig's socket.
 Readers 0 and 1 are named like a YubiKey ("Yubico YubiKey OTP+FIDO+CCID 00 0x"), so
 Yubico's tools and ykcs11 use them; readers 2 and 3 are "Virtual PCD 00 0x". A virtual
 card keeps its state (keys, PINs, certificates) in a file under DIR/cards while the rig
-runs, so it comes back as it was when inserted again. The PIV card is a YubiKey 5.7
-with factory defaults: PIN 123456, PUK 12345678, management key
-010203040506070801020304050607080102030405060708.
+runs, so it comes back as it was when inserted again; 'rig down' forgets them.
+
+  --card piv       a YubiKey 5.7 PIV applet with factory defaults: PIN 123456,
+                   PUK 12345678, management key 010203040506070801020304050607080102030405060708
+                   (AES-192, as 5.7 has it), serial 12345678 + reader index
+  --card openpgp   a YubiKey 5 OpenPGP 3.4 applet with factory defaults: PIN 123456,
+                   admin PIN 12345678
 
 Example:
   p11-card rig up

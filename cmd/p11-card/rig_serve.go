@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
 	"github.com/p11-card/p11-card/hwtest/rig"
@@ -61,7 +61,7 @@ func (s *rigServer) makeCard(kind string, reader int) (vcard.Card, error) {
 	case "piv":
 		return pivtest.New(pivtest.Options{StatePath: state, Serial: uint32(12345678 + reader)})
 	case "openpgp":
-		return nil, errors.New("the virtual OpenPGP card is not in this build yet; use --card piv")
+		return pgptest.New(pgptest.Options{StateFile: state, Serial: uint32(0x12345678 + reader)})
 	}
 	return nil, fmt.Errorf("no virtual card %q: use piv or openpgp", kind)
 }

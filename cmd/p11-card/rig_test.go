@@ -83,6 +83,13 @@ func TestRigServerRequests(t *testing.T) {
 			t.Errorf("status lacks %q: %s", w, out)
 		}
 	}
+	out, _, code = runCLI(t, "rig", "insert", "--dir", dir, "--reader", "0", "--card", "openpgp")
+	if code != 0 || out != "inserted a virtual openpgp card into reader 0 (R 00 00)\n" {
+		t.Errorf("insert openpgp: exit %d, %q", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cards", "openpgp-reader0.json")); err != nil {
+		t.Errorf("no OpenPGP card state file: %v", err)
+	}
 	out, _, code = runCLI(t, "rig", "remove", "--dir", dir, "--reader", "1")
 	if code != 0 || out != "reader 1 (R 00 01) is empty\n" || h.Present(1) {
 		t.Errorf("remove: exit %d, %q", code, out)
@@ -92,8 +99,7 @@ func TestRigServerRequests(t *testing.T) {
 		want string
 	}{
 		{[]string{"insert", "--reader", "2"}, "no reader 2: the rig has readers 0 to 1"},
-		{[]string{"insert", "--card", "openpgp"}, "virtual OpenPGP card is not in this build"},
-		{[]string{"insert", "--card", "nfc"}, `no virtual card "nfc"`},
+		{[]string{"insert", "--reader", "1", "--card", "nfc"}, `no virtual card "nfc"`},
 		{[]string{"remove", "--reader", "-1"}, "no reader -1"},
 	} {
 		_, errOut, code := runCLI(t, append(append([]string{"rig"}, tc.args...), "--dir", dir)...)
@@ -102,7 +108,7 @@ func TestRigServerRequests(t *testing.T) {
 		}
 	}
 	h.failIns = errors.New("rig: pcscd is gone")
-	if _, errOut, code := runCLI(t, "rig", "insert", "--dir", dir); code != 1 || !strings.Contains(errOut, "pcscd is gone") {
+	if _, errOut, code := runCLI(t, "rig", "insert", "--dir", dir, "--reader", "1"); code != 1 || !strings.Contains(errOut, "pcscd is gone") {
 		t.Errorf("failing insert: exit %d, %q", code, errOut)
 	}
 }
