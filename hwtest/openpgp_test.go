@@ -237,6 +237,7 @@ func TestOpenPGPGnuPG(t *testing.T) {
 	if _, ok := objs[0].Key.Public.(*rsa.PublicKey); !ok {
 		t.Errorf("SIG key %T", objs[0].Key.Public)
 	}
+	checkFingerprints(t, tok.(*openpgp.Token), objs)
 	fp := fmt.Sprintf("%X", tok.(*openpgp.Token).AppData().Fingerprints[0])
 	if !strings.Contains(strings.ReplaceAll(g.run("gpg", "--batch", "--with-colons", "--fingerprint", "card@example.org"), ":", " "), fp) {
 		t.Errorf("card SIG fingerprint %s unknown to gpg", fp)
@@ -350,4 +351,71 @@ func TestOpenPGPGnuPGKDF(t *testing.T) {
 	if snap := card.Snapshot(); bytes.Equal(snap.PW1, []byte("123456")) {
 		t.Fatal("the card holds the PIN in clear after kdf-setup")
 	}
+}
+
+// checkFingerprints recomputes, with our code, the OpenPGP fingerprints gpg stored on the
+// card from the public keys and generation dates: they must agree.
+func checkFingerprints(t *testing.T, tok *openpgp.Token, pubs []cards.Object) {
+	t.Helper()
+	ad := tok.AppData()
+	for _, o := range pubs {
+		i := int(o.ID[0]) - 1
+		fp, err := openpgp.Fingerprint(o.Key, ad.Algo[i], ad.GenDates[i])
+		if err != nil {
+			t.Errorf("fingerprint of key %d: %v", i+1, err)
+			continue
+		}
+		if !bytes.Equal(fp, ad.Fingerprints[i]) {
+			t.Errorf("key %d (%s): our fingerprint %X, gpg stored %X", i+1, o.Key.Alg, fp, ad.Fingerprints[i])
+		}
+	}
+}
+
+// TestOpenPGPGnuPG25519: gpg switches the card to Curve25519 (key-attr), generates
+// Ed25519/X25519 keys on it, signs, and decrypts a message encrypted to the card's key
+// (ECDH through PSO:DECIPHER); our driver then agrees with gpg's fingerprints.
+func TestOpenPGPGnuPG25519(t *testing.T) {
+	testRig(t)
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeYubiKey})
+	card.SetState(func(s *pgptest.State) { s.PW1 = []byte(pgpPIN) })
+	insert(t, pgpReader, card)
+	g := newGnuPG(t)
+	g.cardEdit([]string{"admin", "key-attr", "generate", "quit"}, map[string]string{
+		"cardedit.genkeys.algo":         "2",
+		"keygen.curve":                  "1",
+		"cardedit.genkeys.backup_enc":   "n",
+		"cardedit.genkeys.replace_keys": "y",
+		"keygen.valid":                  "0",
+		"keygen.name":                   "Curve Tester",
+		"keygen.email":                  "curve@example.org",
+		"keygen.comment":                "",
+	})
+	st := g.run("gpg", "--batch", "--card-status")
+	if !strings.Contains(st, "ed25519 cv25519 ed25519") {
+		t.Fatalf("key attributes not Curve25519:\n%s", st)
+	}
+	msg := filepath.Join(g.home, "msg.txt")
+	if err := os.WriteFile(msg, []byte("curve message\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pin := []string{"--batch", "--pinentry-mode", "loopback", "--passphrase", pgpPIN, "--yes", "--trust-model", "always"}
+	g.run("gpg", append(pin, "-u", "curve@example.org", "--detach-sign", "-o", msg+".sig", msg)...)
+	if v := g.run("gpg", "--batch", "--verify", msg+".sig", msg); !strings.Contains(v, "Good signature") {
+		t.Fatalf("gpg --verify:\n%s", v)
+	}
+	g.run("gpg", append(pin, "-r", "curve@example.org", "--encrypt", "-o", msg+".gpg", msg)...)
+	dec := g.run("gpg", append(pin, "--decrypt", msg+".gpg")...)
+	if !strings.Contains(dec, "curve message") {
+		t.Fatalf("gpg --decrypt with the card:\n%s", dec)
+	}
+	g.kill()
+	tok := pgpOverPCSC(t)
+	objs, err := tok.Objects(context.Background(), cards.Filter{Kind: cards.KindPublicKey})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("driver objects: %v %v", objs, err)
+	}
+	if objs[0].Key.Alg != cards.AlgEd25519 || objs[1].Key.Alg != cards.AlgX25519 {
+		t.Fatalf("algorithms %s %s", objs[0].Key.Alg, objs[1].Key.Alg)
+	}
+	checkFingerprints(t, tok.(*openpgp.Token), objs)
 }
