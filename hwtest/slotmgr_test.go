@@ -159,7 +159,7 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 	}
 
 	// Removal-to-event latency, several times (reported, not asserted).
-	var lat, afterPCSCD []time.Duration
+	var lat, afterPCSCD, bindLat []time.Duration
 	for i := 0; i < 5; i++ {
 		cur := waitSlot(t, m, name, "token", bound)
 		t0 := time.Now()
@@ -175,8 +175,12 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 		}
 		if i < 4 {
 			insert(t, slotReader, newPIV(t, uint32(44444440+i)))
+			t3 := time.Now() // pcscd reports the card present
+			waitSlot(t, m, name, "token", bound)
+			bindLat = append(bindLat, time.Since(t3))
 		}
 	}
+	t.Logf("insertion → token bound (after pcscd reported the card): %v", bindLat)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("removal → slot event latency (socket close to Removed closed): min %v median %v max %v",
 		lat[0], lat[len(lat)/2], lat[len(lat)-1])
