@@ -101,14 +101,21 @@ func (g *gnupg) kill() {
 
 // cardEdit drives `gpg --card-edit` over --command-fd/--status-fd: commands go to the
 // cardedit prompt in order; every other question is answered from answers (by keyword),
-// hidden ones with pgpPIN.
+// hidden ones with pgpPIN. An answer "a|b" gives a the first time, b the next.
 func (g *gnupg) cardEdit(commands []string, answers map[string]string) string {
+	g.t.Helper()
+	return g.interact([]string{"--card-edit"}, "cardedit.prompt", commands, answers)
+}
+
+// interact runs gpg with args over --command-fd/--status-fd, sending commands at the
+// prompt keyword and answers elsewhere.
+func (g *gnupg) interact(args []string, prompt string, commands []string, answers map[string]string) string {
 	g.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Not --batch: gpg refuses card key generation in batch mode.
-	c := g.cmd(ctx, "gpg", "--no-tty", "--pinentry-mode", "loopback", "--command-fd", "0",
-		"--status-fd", "1", "--card-edit")
+	c := g.cmd(ctx, "gpg", append([]string{"--no-tty", "--pinentry-mode", "loopback", "--command-fd", "0",
+		"--status-fd", "1"}, args...)...)
 	stdin, err := c.StdinPipe()
 	if err != nil {
 		g.t.Fatal(err)
@@ -140,12 +147,12 @@ func (g *gnupg) cardEdit(commands []string, answers map[string]string) string {
 		}
 		questions++
 		if questions > 60 {
-			g.t.Fatalf("gpg --card-edit keeps asking:\n%s\n%s", transcript.String(), stderr.String())
+			g.t.Fatalf("gpg keeps asking:\n%s\n%s", transcript.String(), stderr.String())
 		}
 		switch {
 		case f[1] == "GET_HIDDEN":
 			reply = pgpPIN
-		case f[2] == "cardedit.prompt":
+		case f[2] == prompt:
 			if len(commands) == 0 {
 				reply = "quit"
 			} else {
@@ -153,6 +160,10 @@ func (g *gnupg) cardEdit(commands []string, answers map[string]string) string {
 			}
 		default:
 			a, ok := answers[f[2]]
+			// "a|b|c" answers the same question differently each time it comes.
+			if first, rest, more := strings.Cut(a, "|"); more {
+				a, answers[f[2]] = first, rest
+			}
 			if !ok {
 				if f[1] == "GET_BOOL" {
 					a = "y"
@@ -168,7 +179,7 @@ func (g *gnupg) cardEdit(commands []string, answers map[string]string) string {
 	err = c.Wait()
 	out := transcript.String() + stderr.String()
 	if err != nil {
-		g.t.Fatalf("gpg --card-edit: %v\n%s", err, out)
+		g.t.Fatalf("gpg %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
 }
@@ -416,6 +427,56 @@ func TestOpenPGPGnuPG25519(t *testing.T) {
 	}
 	if objs[0].Key.Alg != cards.AlgEd25519 || objs[1].Key.Alg != cards.AlgX25519 {
 		t.Fatalf("algorithms %s %s", objs[0].Key.Alg, objs[1].Key.Alg)
+	}
+	checkFingerprints(t, tok.(*openpgp.Token), objs)
+}
+
+// TestOpenPGPGnuPGKeyToCard: keys made by gpg on the host are moved to the card with
+// keytocard (PUT DATA odd with gpg's extended header list): an Ed25519 primary key to SIG,
+// a Curve25519 subkey to DEC, an RSA subkey to AUT. gpg then signs and decrypts with the
+// card, and our driver reads the same public keys gpg holds.
+func TestOpenPGPGnuPGKeyToCard(t *testing.T) {
+	testRig(t)
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeYubiKey})
+	card.SetState(func(s *pgptest.State) { s.PW1 = []byte(pgpPIN) })
+	insert(t, pgpReader, card)
+	g := newGnuPG(t)
+	nopass := []string{"--batch", "--pinentry-mode", "loopback", "--passphrase", ""}
+	g.run("gpg", append(nopass, "--quick-gen-key", "Import Tester <imp@example.org>", "ed25519", "sign,cert", "0")...)
+	fpr := regexp.MustCompile(`(?m)^fpr:+([0-9A-F]{40}):`).FindStringSubmatch(g.run("gpg", "--batch", "--with-colons", "--fingerprint", "imp@example.org"))
+	if fpr == nil {
+		t.Fatal("no fingerprint for the new key")
+	}
+	g.run("gpg", append(nopass, "--quick-add-key", fpr[1], "cv25519", "encr", "0")...)
+	g.run("gpg", append(nopass, "--quick-add-key", fpr[1], "rsa2048", "auth", "0")...)
+	edit := g.interact([]string{"--edit-key", fpr[1]}, "keyedit.prompt",
+		[]string{"keytocard", "key 1", "keytocard", "key 1", "key 2", "keytocard", "save"},
+		map[string]string{"keyedit.keytocard.use_primary": "y", "cardedit.genkeys.storekeytype": "1|2|3"})
+	snap := card.Snapshot()
+	for i := 0; i < 3; i++ {
+		if snap.KeyStatus[i] != 0x02 {
+			t.Fatalf("key %d not imported (status %02X):\n%s", i+1, snap.KeyStatus[i], edit)
+		}
+	}
+	msg := filepath.Join(g.home, "imp.txt")
+	os.WriteFile(msg, []byte("imported keys\n"), 0o600)
+	pin := []string{"--batch", "--pinentry-mode", "loopback", "--passphrase", pgpPIN, "--yes", "--trust-model", "always"}
+	g.run("gpg", append(pin, "-u", "imp@example.org", "--detach-sign", "-o", msg+".sig", msg)...)
+	if v := g.run("gpg", "--batch", "--verify", msg+".sig", msg); !strings.Contains(v, "Good signature") {
+		t.Fatalf("gpg --verify:\n%s", v)
+	}
+	if card.Snapshot().SigCounter != 1 {
+		t.Fatal("the signature was not made by the card")
+	}
+	g.run("gpg", append(pin, "-r", "imp@example.org", "--encrypt", "-o", msg+".gpg", msg)...)
+	if dec := g.run("gpg", append(pin, "--decrypt", msg+".gpg")...); !strings.Contains(dec, "imported keys") {
+		t.Fatalf("gpg --decrypt with the imported X25519 key:\n%s", dec)
+	}
+	g.kill()
+	tok := pgpOverPCSC(t)
+	objs, err := tok.Objects(context.Background(), cards.Filter{Kind: cards.KindPublicKey})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("driver objects: %v %v", objs, err)
 	}
 	checkFingerprints(t, tok.(*openpgp.Token), objs)
 }
