@@ -20,6 +20,12 @@ var yubiKeyATR = []byte{
 	0x57, 0x59, 0x75, 0x62, 0x69, 0x4B, 0x65, 0x79, 0x40,
 }
 
+// ATR of a YubiKey 4 (historical bytes "Yubikey4"), given for firmware before 5.
+var yubiKey4ATR = []byte{
+	0x3B, 0xF8, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x15, 0x59, 0x75, 0x62, 0x69, 0x6B,
+	0x65, 0x79, 0x34, 0xD4,
+}
+
 // pivAID is the full PIV application identifier (SP 800-73-4 part 1 §2.2): RID A000000308,
 // PIX 00001000 0100 (application 0001 0000, version 0100).
 var pivAID = []byte{0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00}
@@ -81,6 +87,9 @@ type Options struct {
 	// OpDelay is slept before every private key operation and key generation (to model
 	// a slow token); the wait ends early when the command's context does.
 	OpDelay time.Duration
+	// ATR replaces the answer to reset (default: a YubiKey 5's, a YubiKey 4's for
+	// firmware before 5).
+	ATR []byte
 	// NoTouch models a user who never touches the key: operations with a key whose touch
 	// policy is always or cached fail with 6982, as a YubiKey answers when its touch
 	// times out. Without it touch is taken as given at once.
@@ -225,7 +234,15 @@ func (c *Card) atLeast(major, minor, patch byte) bool {
 }
 
 // ATR implements vcard.Card.
-func (c *Card) ATR() []byte { return append([]byte(nil), yubiKeyATR...) }
+func (c *Card) ATR() []byte {
+	switch {
+	case c.opt.ATR != nil:
+		return append([]byte(nil), c.opt.ATR...)
+	case c.version[0] < 5:
+		return append([]byte(nil), yubiKey4ATR...)
+	}
+	return append([]byte(nil), yubiKeyATR...)
+}
 
 // Reset implements vcard.Card: a power cycle drops selection, PIN and management key
 // authentication, and any half-done chain or response.

@@ -18,6 +18,13 @@ func TestATR(t *testing.T) {
 		t.Fatalf("ATR %X", c.ATR())
 	}
 	var _ vcard.Card = c
+	yk4, _ := hex.DecodeString("3BF81300008131FE15597562696B657934D4")
+	if got := newCard(t, Options{Firmware: [3]byte{4, 3, 7}}).ATR(); !bytes.Equal(got, yk4) {
+		t.Fatalf("YubiKey 4 ATR %X", got)
+	}
+	if got := newCard(t, Options{ATR: []byte{0x3B, 0x00}}).ATR(); !bytes.Equal(got, []byte{0x3B, 0x00}) {
+		t.Fatalf("ATR option ignored: %X", got)
+	}
 }
 
 func TestSelect(t *testing.T) {
