@@ -458,9 +458,6 @@ func (s *slot) info() SlotInfo {
 	return in
 }
 
-// markLocked records a change of s; the caller broadcasts with bumpLocked.
-func (m *Manager) markLocked(dirty map[*slot]bool, s *slot) { dirty[s] = true }
-
 // bumpLocked advances the counter once for the slots in dirty and wakes the waiters.
 func (m *Manager) bumpLocked(dirty map[*slot]bool) {
 	if len(dirty) == 0 || m.closed {
