@@ -10,6 +10,10 @@
 
 # Go lives in /usr/local/go on our machines; PATH may not have it.
 export PATH := $(PATH):/usr/local/go/bin
+# The Go build cache lives under $HOME; some CI environments start without one.
+ifeq ($(HOME),)
+export HOME := $(shell getent passwd $$(id -u) | cut -d: -f6)
+endif
 GO ?= go
 BIN := bin
 FUZZTIME ?= 10s
