@@ -3,7 +3,9 @@
 package hwtest
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -22,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 )
@@ -305,3 +308,195 @@ type bigInt = big.Int
 
 var _ = pem.Decode
 var _ = regexp.MustCompile
+
+func TestModuleGoClient(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	_, client := modBuild(t)
+	so, _ := modBuild(t)
+	out := runTool(t, client, so, modPIN, "conformance")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(line, "PASS") {
+			t.Errorf("%s", line)
+		}
+	}
+	// Sixteen threads, each with its own session, sign with the PIN-always 9C key.
+	if out := runTool(t, client, so, modPIN, "threads", "16"); !strings.Contains(out, "ok 16") {
+		t.Errorf("threads:\n%s", out)
+	}
+}
+
+func TestModuleRemovalMidOperation(t *testing.T) {
+	r := testRig(t)
+	c, err := pivtest.New(pivtest.Options{OpDelay: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GenerateInSlot(0x9A, pivtest.AlgRSA2048); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, 0, c)
+	so, client := modBuild(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, client, so, modPIN, "removal")
+	cmd.Env = append(os.Environ(), r.Env()...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "signing" {
+			time.Sleep(500 * time.Millisecond) // the signature is under way (3 s card delay)
+			remove(t, 0)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("client: %v\n%s\n%s", err, strings.Join(lines, "\n"), stderr.String())
+	}
+	got := strings.Join(lines, "\n")
+	if !strings.Contains(got, "sign: CKR_DEVICE_REMOVED") || !strings.Contains(got, "session: CKR_SESSION_HANDLE_INVALID") {
+		t.Errorf("removal mid-operation:\n%s\n%s", got, stderr.String())
+	}
+}
+
+func TestModuleP11Tool(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	out := runTool(t, "p11tool", "--provider", so, "--list-all")
+	for _, want := range []string{"Type: X.509 Certificate", "Type: Public key", "Label: PIV Authentication"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--list-all lacks %q:\n%s", want, out)
+		}
+	}
+	out = runTool(t, "p11tool", "--provider", so, "--login", "--set-pin", modPIN, "--list-privkeys")
+	m := regexp.MustCompile(`URL: (pkcs11:[^\n]*id=%01[^\n]*type=private[^\n]*)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no private key 01 in:\n%s", out)
+	}
+	out = runTool(t, "p11tool", "--provider", so, "--login", "--set-pin", modPIN, "--test-sign", m[1])
+	if !strings.Contains(out, "Verifying against public key in the token... ok") {
+		t.Errorf("--test-sign:\n%s", out)
+	}
+}
+
+func TestModuleOpenSSLEngine(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so"); err != nil {
+		missing(t, "libengine-pkcs11-openssl: %v", err)
+	}
+	t.Setenv("PKCS11_MODULE_PATH", so)
+	data := writeFile(t, "data", []byte("openssl data"))
+	dir := t.TempDir()
+	sig := filepath.Join(dir, "sig")
+	runTool(t, "openssl", "pkeyutl", "-engine", "pkcs11", "-keyform", "engine", "-inkey", "pkcs11:id=%01;type=private?pin-value="+modPIN,
+		"-sign", "-digest", "sha256", "-rawin", "-in", data, "-out", sig)
+	pubDER, _ := x509.MarshalPKIXPublicKey(c.PublicKey(0x9A))
+	pubPEM := writeFile(t, "pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}))
+	out := runTool(t, "openssl", "dgst", "-sha256", "-verify", pubPEM, "-signature", sig, data)
+	if !strings.Contains(out, "Verified OK") {
+		t.Errorf("openssl verify:\n%s", out)
+	}
+}
+
+func TestModuleNSS(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	db := "sql:" + t.TempDir()
+	runTool(t, "certutil", "-N", "-d", db, "--empty-password")
+	runTool(t, "modutil", "-dbdir", db, "-add", "p11card", "-libfile", so, "-force")
+	// modutil exits 32 for the empty readers (no token information): only the output counts.
+	if out, _ := runToolErr(t, "modutil", "-dbdir", db, "-list", "p11card"); !strings.Contains(out, "YubiKey PIV #12345678") {
+		t.Errorf("modutil -list:\n%s", out)
+	}
+	out := runTool(t, "certutil", "-L", "-h", "all", "-d", db)
+	if !strings.Contains(out, "YubiKey PIV #12345678:PIV Authentication") {
+		t.Errorf("certutil -L -h all:\n%s", out)
+	}
+}
+
+func TestModuleP11Kit(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	// p11-kit ignores user configuration when run as root: the module file goes into a
+	// private mount namespace's view of the system module directory instead.
+	conf := t.TempDir()
+	writeAt(t, filepath.Join(conf, "p11card.module"), "module: "+so+"\n")
+	needTool(t, "p11-kit")
+	out := runTool(t, "unshare", "-m", "sh", "-c", "mount --bind "+conf+" /usr/share/p11-kit/modules && exec p11-kit list-modules")
+	if !strings.Contains(out, "p11card") || !strings.Contains(out, "YubiKey PIV #12345678") {
+		t.Errorf("p11-kit list-modules:\n%s", out)
+	}
+}
+
+func writeAt(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestModuleSSH(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	out := runTool(t, "ssh-keygen", "-D", so)
+	if n := strings.Count(out, "ssh-rsa ") + strings.Count(out, "ecdsa-sha2-nistp256 "); n < 4 {
+		t.Fatalf("ssh-keygen -D found %d keys:\n%s", n, out)
+	}
+	// An agent holding the card's keys signs; ssh-keygen -Y verifies.
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	askpass := filepath.Join(dir, "askpass")
+	writeAt(t, askpass, "#!/bin/sh\necho "+modPIN+"\n")
+	os.Chmod(askpass, 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	agent := toolCmd(t, ctx, "ssh-agent", "-D", "-a", sock, "-P", filepath.Dir(so)+"/*")
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); agent.Wait() }()
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("SSH_ASKPASS", askpass)
+	t.Setenv("SSH_ASKPASS_REQUIRE", "force")
+	t.Setenv("DISPLAY", ":0")
+	runTool(t, "ssh-add", "-s", so)
+	keys := runTool(t, "ssh-add", "-L")
+	var rsaLine string
+	for _, l := range strings.Split(keys, "\n") {
+		if strings.HasPrefix(l, "ssh-rsa ") {
+			rsaLine = l
+			break
+		}
+	}
+	if rsaLine == "" {
+		t.Fatalf("no RSA key in the agent:\n%s", keys)
+	}
+	pubFile := filepath.Join(dir, "id.pub")
+	writeAt(t, pubFile, rsaLine+"\n")
+	msg := filepath.Join(dir, "msg")
+	writeAt(t, msg, "signed through the agent\n")
+	runTool(t, "ssh-keygen", "-Y", "sign", "-f", pubFile, "-n", "file", msg)
+	allowed := filepath.Join(dir, "allowed")
+	writeAt(t, allowed, "card@test "+rsaLine+"\n")
+	vcmd := toolCmd(t, context.Background(), "ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "card@test", "-n", "file", "-s", msg+".sig")
+	vcmd.Stdin = strings.NewReader("signed through the agent\n")
+	if vout, err := vcmd.CombinedOutput(); err != nil || !strings.Contains(string(vout), "Good") {
+		t.Errorf("ssh-keygen -Y verify: %v\n%s", err, vout)
+	}
+	_ = c
+}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/miekg/pkcs11"
@@ -63,7 +64,8 @@ func rvName(err error) string {
 	}
 	var e pkcs11.Error
 	if errors.As(err, &e) {
-		return e.Error()
+		msg := e.Error() // "pkcs11: 0x91: CKR_OPERATION_NOT_INITIALIZED"
+		return msg[strings.LastIndex(msg, " ")+1:]
 	}
 	return err.Error()
 }

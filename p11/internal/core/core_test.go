@@ -892,3 +892,36 @@ func (w *wrapped) Unwrap() error { return w.err }
 
 var _ = ecdsa.Verify
 var _ = ed25519.Verify
+
+func TestSinglePartMechanismsInParts(t *testing.T) {
+	m, _, _ := setup(t)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	login(t, m, s)
+	k := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	sum := sha256.Sum256([]byte("m"))
+	di := digestInfo(crypto.SHA256, sum[:])
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_RSA_PKCS}, k), CKR_OK)
+	wantRV(t, m.SignUpdate(s, di[:10]), CKR_OK)
+	wantRV(t, m.SignUpdate(s, di[10:]), CKR_OK)
+	sig, err := m.SignFinal(s, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(&keyRSA.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+		t.Error(err)
+	}
+	// A card without a generator: random bytes come from the host.
+	src := newFakeSource()
+	c := newFakeCard(t)
+	c.random = false
+	src.insert(c)
+	m2 := newApp(t, src)
+	ti, _ := m2.TokenInfo(1)
+	if ti.Flags&CKF_RNG != 0 {
+		t.Error("CKF_RNG without a card generator")
+	}
+	s2, _ := m2.OpenSession(1, CKF_SERIAL_SESSION)
+	if b, err := m2.GenerateRandom(s2, 16); err != nil || len(b) != 16 {
+		t.Error("random", err)
+	}
+}

@@ -308,7 +308,8 @@ func (m *Module) update(h uint64, kind opKind, part []byte) error {
 		return nil
 	}
 	switch op.mech.Type {
-	case CKM_EDDSA:
+	case CKM_EDDSA, CKM_RSA_PKCS, CKM_RSA_X_509, CKM_ECDSA, CKM_RSA_PKCS_PSS:
+		// Single-part mechanisms fed in parts: buffered, checked at Final.
 		if len(op.buf)+len(part) > 1<<20 {
 			s.endOp()
 			return errRV(CKR_DATA_LEN_RANGE, "message too long")

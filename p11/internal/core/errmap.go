@@ -63,6 +63,7 @@ var errTable = []struct {
 	{is(apdu.ErrWrongLength), CKR_DATA_LEN_RANGE},
 	{is(apdu.ErrConditions), CKR_FUNCTION_REJECTED},
 	{is(cards.ErrBadCard), CKR_DEVICE_ERROR},
+	{is(apdu.ErrMalformed), CKR_DEVICE_ERROR},
 	{is(slotmgr.ErrCardMute), CKR_DEVICE_ERROR},
 	{is(slotmgr.ErrReaderUnavailable), CKR_DEVICE_ERROR},
 	{func(err error) bool {

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/asn1"
 	"math/big"
 
@@ -268,14 +269,20 @@ func (m *Module) GenerateKeyPair(h uint64, mech Mechanism, pubTmpl, privTmpl []A
 	return ph, qh, nil
 }
 
-// GenerateRandom reads random bytes from the card.
+// GenerateRandom reads random bytes from the card, or from the host when the card has no
+// generator.
 func (m *Module) GenerateRandom(h uint64, n int) ([]byte, error) {
 	s, err := m.sess(h)
 	if err != nil {
 		return nil, err
 	}
 	if !s.ts.info.HasRandom {
-		return nil, errRV(CKR_RANDOM_NO_RNG, "the card has no random number generator")
+		// No generator on the card (CKF_RNG is not set): the host's CSPRNG answers.
+		out := make([]byte, n)
+		if _, err := rand.Read(out); err != nil {
+			return nil, err
+		}
+		return out, nil
 	}
 	out := make([]byte, 0, n)
 	for len(out) < n {

@@ -146,11 +146,8 @@ func TestPIVDriver(t *testing.T) {
 		}
 	}
 	// Random from the card when it has a generator.
-	b, err := m.GenerateRandom(s, 40)
-	if ti.Flags&CKF_RNG != 0 && (err != nil || len(b) != 40) {
+	if b, err := m.GenerateRandom(s, 40); err != nil || len(b) != 40 {
 		t.Errorf("random: %v", err)
-	} else if ti.Flags&CKF_RNG == 0 {
-		wantRV(t, err, CKR_RANDOM_NO_RNG)
 	}
 	_ = cards.KindData
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"sort"
 	"sync"
+	"time"
 
+	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
 	"github.com/p11-card/p11-card/slotmgr"
 )
@@ -244,10 +246,46 @@ func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token)
 		}
 		return f(ctx, ts.tok)
 	}()
-	if err != nil && ts.gone(src) {
+	if err != nil && ts.goneAfter(ctx, src, err) {
 		return errRV(CKR_DEVICE_REMOVED, "token removed during the operation")
 	}
 	return err
+}
+
+// removalSettle bounds how long a transport failure waits for the slot manager to tell
+// whether the card left (a reader reports the removal a moment after the I/O fails).
+const removalSettle = 750 * time.Millisecond
+
+// goneAfter tells whether the token left, given that an operation failed with err. A
+// failure of the transport (not a status word from the card) asks the slot source to
+// look again and waits briefly for the verdict.
+func (ts *tokenState) goneAfter(ctx context.Context, src SlotSource, err error) bool {
+	if ts.gone(src) {
+		return true
+	}
+	if rv := RV(err); rv != CKR_DEVICE_ERROR && rv != CKR_FUNCTION_FAILED {
+		return false
+	}
+	var se *apdu.StatusError
+	if errors.As(err, &se) {
+		return false
+	}
+	if rerr := src.Rescan(ctx); rerr != nil {
+		logf("rescan after %v: %v", err, rerr)
+	}
+	if ts.removed == nil {
+		return ts.gone(src)
+	}
+	t := time.NewTimer(removalSettle)
+	defer t.Stop()
+	select {
+	case <-ts.removed:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return ts.gone(src)
+	}
 }
 
 // WaitForSlotEvent returns the next slot whose token came or went since the last report.
