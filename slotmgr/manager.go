@@ -24,7 +24,9 @@ type Options struct {
 	// even when Wait reports nothing: a fallback for a backend whose waits can miss an
 	// event. Zero (the default) is purely event-driven.
 	Poll time.Duration
-	// BindTimeout bounds one bind (context, connect, driver Open). Default 30s.
+	// BindTimeout bounds one bind (context, connect, driver Open: a few APDUs). A bind
+	// running past it is final for that insertion. Start and Rescan wait for binds, so
+	// this also bounds how long a hung card can hold C_Initialize. Default 10s.
 	BindTimeout time.Duration
 	// MaxBindAttempts bounds the binds of one insertion that fail with an error other
 	// than "not recognized" (a sharing violation, a transmission error): each is retried
@@ -47,7 +49,7 @@ func (o *Options) defaults() {
 		o.RetryInterval = time.Second
 	}
 	if o.BindTimeout <= 0 {
-		o.BindTimeout = 30 * time.Second
+		o.BindTimeout = 10 * time.Second
 	}
 	if o.MaxBindAttempts <= 0 {
 		o.MaxBindAttempts = 3
