@@ -519,3 +519,51 @@ func TestPIVCardFirmware4(t *testing.T) {
 	ypt(t, "-a", "generate", "-s", "9a", "-A", "ECCP256", "-o", pub) // default 3DES key
 	samePub(t, pub, c.PublicKey(0x9A))
 }
+
+// TestPIVCardECDH derives an ECDH secret with the card's 9D key through both modules
+// (GENERAL AUTHENTICATE with tag 85) and compares it with openssl's.
+func TestPIVCardECDH(t *testing.T) {
+	c, err := pivtest.New(pivtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := c.GenerateInSlot(0x9D, pivtest.AlgECCP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testRig(t)
+	insert(t, 0, c)
+	dir := t.TempDir()
+	peer, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerDER, err := x509.MarshalPKIXPublicKey(&peer.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerPath := filepath.Join(dir, "peer.der")
+	if err := os.WriteFile(peerPath, peerDER, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pe, _ := peer.ECDH()
+	cardPub, _ := cert.PublicKey.(*ecdsa.PublicKey).ECDH()
+	want, err := pe.ECDH(cardPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, module := range []string{openscModule, ykcs11Module} {
+		t.Run(filepath.Base(module), func(t *testing.T) {
+			needModule(t, module)
+			out := filepath.Join(t.TempDir(), "secret")
+			runTool(t, "pkcs11-tool", "--module", module, "--login", "--pin", "123456", "--derive", "-m", "ECDH1-DERIVE", "--id", "03", "-i", peerPath, "-o", out)
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("secret %X, want %X", got, want)
+			}
+		})
+	}
+}
