@@ -711,3 +711,77 @@ func TestRegistryBind(t *testing.T) {
 }
 
 var _ sync.Locker
+
+func TestPolicies(t *testing.T) {
+	forModes(t, func(t *testing.T, m pgptest.Mode) {
+		r := open(t, m)
+		r.loginSO(t)
+		obj, err := r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgECP256, PINPolicy: "always"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !obj.Key.AlwaysAuth || obj.Key.PINPolicy != "always" {
+			t.Fatalf("PIN policy always: %+v", obj.Key)
+		}
+		obj, err = r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgECP256, PINPolicy: "once"})
+		if err != nil || obj.Key.AlwaysAuth {
+			t.Fatalf("PIN policy once: %+v %v", obj.Key, err)
+		}
+		if _, err := r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: cards.AlgECP256, PINPolicy: "always"}); !errors.Is(err, cards.ErrNotSupported) {
+			t.Fatalf("PIN policy on AUT: %v", err)
+		}
+		_, err = r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: cards.AlgECP256, TouchPolicy: "cached"})
+		if m == pgptest.ModeStrict {
+			if !errors.Is(err, cards.ErrNotSupported) {
+				t.Fatalf("touch policy on a card without UIF: %v", err)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := findObj(t, r, 3, cards.KindPrivateKey).Key; k.TouchPolicy != "cached" {
+			t.Fatalf("touch policy %q", k.TouchPolicy)
+		}
+		if k := findObj(t, r, 1, cards.KindPrivateKey).Key; k.TouchPolicy != "never" {
+			t.Fatalf("touch policy of SIG %q", k.TouchPolicy)
+		}
+	})
+}
+
+// TestLogoutFallback: a card without VERIFY P1=FF (2.x) is logged out by selecting the
+// application again.
+func TestLogoutFallback(t *testing.T) {
+	r := open(t, pgptest.ModeYubiKey)
+	n := r.faults.Commands()
+	r.faults.Set(func(f *vcard.Faults) { f.Count = vcard.INS(0x20); f.SWAt = map[int]uint16{n + 1: 0x6B00} })
+	r.log.Clear()
+	if err := r.tok.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.log.CountINS(0xA4) != 1 {
+		t.Fatalf("no SELECT after a refused VERIFY FF:\n%s", r.log)
+	}
+}
+
+func TestPINStatusBadRole(t *testing.T) {
+	r := open(t, pgptest.ModeStrict)
+	if _, err := r.tok.PINStatus(ctx, cards.Role(9)); !errors.Is(err, cards.ErrNotSupported) {
+		t.Fatal(err)
+	}
+	if err := r.tok.ChangePIN(ctx, cards.Role(9), nil, nil); !errors.Is(err, cards.ErrNotSupported) {
+		t.Fatal(err)
+	}
+	if err := r.tok.Unblock(ctx, cards.Role(9), []byte("12345678"), []byte("123456")); !errors.Is(err, cards.ErrNotSupported) {
+		t.Fatal(err)
+	}
+}
+
+func TestCardholder(t *testing.T) {
+	r := open(t, pgptest.ModeYubiKey)
+	r.card.SetState(func(s *pgptest.State) { s.Name, s.Lang, s.Sex = []byte("Doe<<Jane"), []byte("en"), []byte("2") })
+	ch, err := r.tok.CardholderData(ctx)
+	if err != nil || ch.Name != "Doe<<Jane" || ch.Language != "en" || ch.Sex != '2' {
+		t.Fatalf("%+v %v", ch, err)
+	}
+}

@@ -128,6 +128,9 @@ func wipe(b []byte) {
 // answers an empty VERIFY with 6A80, so the counters in C4 are the one source every card
 // gives. The card's default retry count (3) is reported as the maximum.
 func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus, error) {
+	if role != cards.RoleUser && role != cards.RoleSO && role != cards.RolePUK {
+		return cards.PINStatus{}, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return cards.PINStatus{}, err
@@ -151,10 +154,8 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 		n = st.PW1Retries
 	case cards.RoleSO:
 		n = st.PW3Retries
-	case cards.RolePUK:
-		n = st.RCRetries
 	default:
-		return cards.PINStatus{}, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+		n = st.RCRetries
 	}
 	return cards.PINStatus{Retries: n, MaxRetries: max(3, n), Blocked: n == 0}, nil
 }
