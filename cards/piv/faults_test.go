@@ -223,8 +223,16 @@ func TestAttestationKeySlotF9(t *testing.T) {
 			t.Error("F9 key destroyable")
 		}
 	}
-	if len(kinds) != 3 {
-		t.Errorf("F9 objects %v (want its certificate and keys)", kinds)
+	if len(kinds) != 2 || kinds[0] != cards.KindCertificate || kinds[1] != cards.KindPublicKey {
+		t.Errorf("F9 objects %v (want its certificate and public key)", kinds)
+	}
+	n, _ := f.conn.count(func() {
+		if _, err := f.tok.Sign(ctxb, []byte{0x19}, cards.SignRSAPKCS1, []byte("x"), nil); !errors.Is(err, cards.ErrMechanismUnsupported) {
+			t.Errorf("sign with F9: %v", err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("sign with F9 sent %d APDUs", n)
 	}
 	if ks := f.tok.KeySlots(); len(ks) != 24 {
 		t.Errorf("%d key slots", len(ks))

@@ -133,11 +133,13 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 				Label: si.label, Key: t.keyInfo(si, ks),
 			})
 		}
-		if want(cards.KindPrivateKey) {
+		// F9's private key signs attestations only (the card refuses GENERAL AUTHENTICATE
+		// with it): its certificate and public key are listed, not the private key.
+		if want(cards.KindPrivateKey) && si.slot != 0xF9 {
 			out = append(out, cards.Object{
 				Handle: handle(si.slot, "priv"), Kind: cards.KindPrivateKey, ID: []byte{si.id},
 				Label: si.label, Private: true, Key: t.keyInfo(si, ks),
-				Destroyable: t.fwAtLeast(5, 7, 0) && si.slot != 0xF9,
+				Destroyable: t.fwAtLeast(5, 7, 0),
 			})
 		}
 	}

@@ -24,6 +24,9 @@ func (t *Token) keyOp(ctx context.Context, id []byte, auth *Auth) (*slotInfo, *k
 	if !ok {
 		return nil, nil, fmt.Errorf("piv: key %X: %w", id, cards.ErrKeyNotFound)
 	}
+	if si.slot == 0xF9 {
+		return nil, nil, fmt.Errorf("piv: the attestation key F9 signs attestations only: %w", cards.ErrMechanismUnsupported)
+	}
 	ks, err := t.loadKey(ctx, si)
 	if err != nil {
 		return nil, nil, err

@@ -413,6 +413,9 @@ func (t *Token) keyInfo(si *slotInfo, ks *keyState) *cards.KeyInfo {
 		ki.Derive = true
 	}
 	ki.AlwaysAuth = ks.pinPolicy == "always"
+	if si.slot == 0xF9 {
+		ki.Sign, ki.Decrypt, ki.Derive, ki.RawRSA = false, false, false, false
+	}
 	return ki
 }
 
