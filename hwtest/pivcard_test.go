@@ -567,3 +567,25 @@ func TestPIVCardECDH(t *testing.T) {
 		})
 	}
 }
+
+// TestPIVCardYKCS11KeyGen generates keys through ykcs11 (SO login with the 3DES management
+// key, GENERATE, then ykcs11 writes a certificate) and signs with the new EC key.
+func TestPIVCardYKCS11KeyGen(t *testing.T) {
+	needModule(t, ykcs11Module)
+	c := pivCard(t, pivtest.Options{MgmtAlg: pivtest.AlgTDES})
+	const so = "010203040506070801020304050607080102030405060708"
+	out := runTool(t, "pkcs11-tool", "--module", ykcs11Module, "--login", "--login-type", "so", "--so-pin", so,
+		"--keypairgen", "--key-type", "EC:prime256v1", "--id", "05")
+	mustContain(t, out, "Public Key Object; EC", "ID:         05")
+	pub := c.PublicKey(0x82) // ykcs11: CKA_ID 05 is retired slot 82
+	if pub == nil {
+		t.Fatal("no key in slot 82")
+	}
+	p11Sign(t, ykcs11Module, "05", "ECDSA-SHA256", pub, "--signature-format", "openssl")
+	out = runTool(t, "pkcs11-tool", "--module", ykcs11Module, "--login", "--login-type", "so", "--so-pin", so,
+		"--keypairgen", "--key-type", "rsa:2048", "--id", "01")
+	mustContain(t, out, "Public Key Object; RSA 2048 bits")
+	if c.PublicKey(0x9A) == nil {
+		t.Fatal("no key in slot 9A")
+	}
+}
