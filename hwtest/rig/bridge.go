@@ -189,7 +189,9 @@ func (b *bridge) serve(conn *net.TCPConn) endReason {
 			}
 			// vpcd takes the closed socket for an empty answer: the client gets no
 			// bytes for this command (pcscd reports success with a zero-length
-			// response) and SCARD_W_REMOVED_CARD from the next one.
+			// response) and SCARD_W_REMOVED_CARD from the next one. (A half-sent
+			// length header would make the command fail instead, but crashes pcscd
+			// 1.9.9's vpcd.)
 			b.update(func() { b.removed = true })
 			return endRemoved
 		}
