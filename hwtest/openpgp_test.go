@@ -280,8 +280,12 @@ func pgpOverPCSC(t *testing.T) cards.Token {
 func TestOpenPGPOpenSC(t *testing.T) {
 	testRig(t)
 	needModule(t, openscModule)
-	for _, m := range []pgptest.Mode{pgptest.ModeYubiKey, pgptest.ModeStrict} {
+	for _, m := range []pgptest.Mode{pgptest.ModeYubiKey, pgptest.ModeStrict, pgptest.ModeV2} {
 		t.Run(m.String(), func(t *testing.T) {
+			autAlg, autWant := cards.AlgECP256, "Public Key Object; EC"
+			if m == pgptest.ModeV2 { // RSA only
+				autAlg, autWant = cards.AlgRSA, "Public Key Object; RSA 2048 bits"
+			}
 			card := pgptest.MustNew(pgptest.Options{Mode: m})
 			insert(t, pgpReader, card)
 			// Keys put in by our driver through pcscd: generation (SIG, AUT) and import.
@@ -293,7 +297,7 @@ func TestOpenPGPOpenSC(t *testing.T) {
 			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgRSA, Bits: 2048}); err != nil {
 				t.Fatalf("generate SIG: %v", err)
 			}
-			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: cards.AlgECP256}); err != nil {
+			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: autAlg, Bits: 2048}); err != nil {
 				t.Fatalf("generate AUT: %v", err)
 			}
 			if err := tok.Logout(ctx); err != nil {
@@ -302,7 +306,7 @@ func TestOpenPGPOpenSC(t *testing.T) {
 			// OpenSC makes one token per PIN: "User PIN" (DEC, AUT) and "User PIN (sig)" (SIG).
 			out := runTool(t, "pkcs11-tool", "--module", openscModule, "-O", "--token-label", "OpenPGP card (User PIN)")
 			out += runTool(t, "pkcs11-tool", "--module", openscModule, "-O", "--token-label", "OpenPGP card (User PIN (sig))")
-			for _, want := range []string{"ID:         01", "ID:         03", "Public Key Object; RSA 2048 bits", "Public Key Object; EC"} {
+			for _, want := range []string{"ID:         01", "ID:         03", "Public Key Object; RSA 2048 bits", autWant} {
 				if !strings.Contains(out, want) {
 					t.Errorf("pkcs11-tool -O lacks %q:\n%s", want, out)
 				}
@@ -320,15 +324,25 @@ func TestOpenPGPOpenSC(t *testing.T) {
 }
 
 // TestOpenPGPGnuPGStrict: scdaemon reads the spec-strict card (short APDUs, chaining,
-// GET RESPONSE, PIN for every signature) correctly.
+// GET RESPONSE, PIN for every signature) and the 2.1 card correctly.
 func TestOpenPGPGnuPGStrict(t *testing.T) {
 	testRig(t)
-	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeStrict, Serial: 0x00000042})
+	for _, m := range []pgptest.Mode{pgptest.ModeStrict, pgptest.ModeV2} {
+		t.Run(m.String(), func(t *testing.T) { gpgCardStatus(t, m) })
+	}
+}
+
+func gpgCardStatus(t *testing.T, m pgptest.Mode) {
+	card := pgptest.MustNew(pgptest.Options{Mode: m, Serial: 0x00000042})
 	card.SetState(func(s *pgptest.State) { s.Name = []byte("Tester<<Strict") })
 	insert(t, pgpReader, card)
 	g := newGnuPG(t)
 	st := g.run("gpg", "--batch", "--card-status")
-	for _, want := range []string{"00000042", "Version ..........: 3.4", "Signature PIN ....: forced", "Name of cardholder: Strict Tester", "PIN retry counter : 3 0 3"} {
+	version := "3.4"
+	if m == pgptest.ModeV2 {
+		version = "2.1"
+	}
+	for _, want := range []string{"00000042", "Version ..........: " + version, "Signature PIN ....: forced", "Name of cardholder: Strict Tester", "PIN retry counter : 3 0 3"} {
 		if !strings.Contains(st, want) {
 			t.Errorf("card status lacks %q:\n%s", want, st)
 		}

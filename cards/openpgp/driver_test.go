@@ -785,3 +785,66 @@ func TestCardholder(t *testing.T) {
 		t.Fatalf("%+v %v", ch, err)
 	}
 }
+
+// TestV2Card runs the driver against a 2.1 card: RSA only, one certificate (AUT), no
+// VERIFY P1=FF, no KDF-DO, no key information DO.
+func TestV2Card(t *testing.T) {
+	r := open(t, pgptest.ModeV2)
+	info := r.tok.Info()
+	if info.Firmware != (cards.Version{Major: 2, Minor: 1}) {
+		t.Fatalf("version %v", info.Firmware)
+	}
+	ad := r.tok.AppData()
+	if ad.KeyStatus != nil || ad.Caps.KDF || ad.MaxCommand != 0xFF {
+		t.Fatalf("2.x data: %+v", ad)
+	}
+	r.loginSO(t)
+	if _, err := r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgECP256}); !errors.Is(err, cards.ErrBadInput) {
+		t.Fatalf("ECC on a 2.1 card: %v", err)
+	}
+	pub, err := r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgRSA, Bits: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without DE the fingerprint the driver stored tells the key is there.
+	if objs, _ := r.tok.Objects(ctx, cards.Filter{ID: []byte{1}}); len(objs) != 2 {
+		t.Fatalf("objects %v", objs)
+	}
+	der := selfSigned(t)
+	if err := r.tok.WriteCertificate(ctx, []byte{3}, der); err != nil {
+		t.Fatalf("AUT certificate: %v", err)
+	}
+	if err := r.tok.WriteCertificate(ctx, []byte{1}, der); !errors.Is(err, cards.ErrNotSupported) {
+		t.Fatalf("SIG certificate on 2.x: %v", err)
+	}
+	r.log.Clear()
+	if err := r.tok.Login(ctx, cards.RoleUser, []byte("123456")); err != nil {
+		t.Fatal(err)
+	}
+	if r.log.CountINS(0xCA) != 0 {
+		t.Fatalf("KDF-DO read on a card without one:\n%s", r.log)
+	}
+	sig, err := r.tok.Sign(ctx, []byte{1}, cards.SignRSAPKCS1, digestInfo([]byte("v2")), &cards.Auth{PIN: []byte("123456")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256([]byte("v2"))
+	if err := rsa.VerifyPKCS1v15(pub.Key.Public.(*rsa.PublicKey), crypto.SHA256, h[:], sig); err != nil {
+		t.Fatal(err)
+	}
+	r.log.Clear()
+	if err := r.tok.Logout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.log.CountINS(0x20) != 0 || r.log.CountINS(0xA4) != 1 {
+		t.Fatalf("2.x logout should re-select:\n%s", r.log)
+	}
+	tok2, err := openpgp.Driver{}.Open(ctx, r.conn, r.card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := tok2.Objects(ctx, cards.Filter{Kind: cards.KindCertificate})
+	if err != nil || len(certs) != 1 || certs[0].ID[0] != 3 {
+		t.Fatalf("2.x certificates %v %v", certs, err)
+	}
+}

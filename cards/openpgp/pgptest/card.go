@@ -26,11 +26,18 @@ const (
 	// counter (63Cx) or 9000, three keys, PW1 valid for one signature by default, and only
 	// command chaining and short APDUs (responses over GET RESPONSE).
 	ModeStrict
+	// ModeV2 is a card of specification 2.1 (like a YubiKey NEO or an older Gnuk): RSA
+	// only, one cardholder certificate (no SELECT DATA), no VERIFY with P1=FF, no key
+	// information DO, no KDF-DO, maximum lengths in C0; otherwise as ModeStrict.
+	ModeV2
 )
 
 func (m Mode) String() string {
-	if m == ModeStrict {
+	switch m {
+	case ModeStrict:
 		return "strict"
+	case ModeV2:
+		return "v2"
 	}
 	return "yubikey"
 }
@@ -193,7 +200,7 @@ func (c *Card) handle(raw []byte) apdu.Response {
 		return sw(apdu.SWWrongLength)
 	}
 	extended := len(raw) >= 7 && raw[4] == 0
-	if extended && c.opt.Mode == ModeStrict {
+	if extended && !c.yk() {
 		return sw(apdu.SWWrongLength)
 	}
 	if cmd.CLA&^0x10 != 0 {
@@ -276,8 +283,14 @@ func (c *Card) dispatch(cmd apdu.Command) apdu.Response {
 	case 0xCA:
 		return c.cmdGetData(cmd)
 	case 0xCC:
+		if c.v2() {
+			return sw(apdu.SWInsNotSupported)
+		}
 		return c.cmdGetNextData(cmd)
 	case 0xA5:
+		if c.v2() {
+			return sw(apdu.SWInsNotSupported)
+		}
 		return c.cmdSelectData(cmd)
 	case 0xDA:
 		return c.cmdPutData(cmd)

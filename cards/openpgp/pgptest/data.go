@@ -10,6 +10,8 @@ func tlv(t apdu.Tag, v ...[]byte) []byte { return apdu.TLVBytes(t, v...) }
 
 func (c *Card) yk() bool { return c.opt.Mode == ModeYubiKey }
 
+func (c *Card) v2() bool { return c.opt.Mode == ModeV2 }
+
 func (c *Card) nkeys() int {
 	if c.yk() {
 		return 4
@@ -19,7 +21,11 @@ func (c *Card) nkeys() int {
 
 func (c *Card) aid() []byte {
 	s := c.opt.Serial
-	return []byte{0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, 0x03, 0x04, 0x00, 0x06,
+	major, minor := byte(0x03), byte(0x04)
+	if c.v2() {
+		major, minor = 0x02, 0x01
+	}
+	return []byte{0xD2, 0x76, 0x00, 0x01, 0x24, 0x01, major, minor, 0x00, 0x06,
 		byte(s >> 24), byte(s >> 16), byte(s >> 8), byte(s), 0x00, 0x00}
 }
 
@@ -28,6 +34,11 @@ func (c *Card) extCaps() []byte {
 		// GET CHALLENGE, key import, PW status writable, private DOs, algorithm attributes
 		// writable, KDF; challenge up to 0BFE, certificate up to 0800, special DO 00FF.
 		return []byte{0x7D, 0x00, 0x0B, 0xFE, 0x08, 0x00, 0x00, 0xFF, 0x00, 0x00}
+	}
+	if c.v2() {
+		// 2.x layout: GET CHALLENGE, key import, PW status writable, algorithm attributes
+		// writable; challenge 00FF, certificate 0800, command and response 00FF.
+		return []byte{0x74, 0x00, 0x00, 0xFF, 0x08, 0x00, 0x00, 0xFF, 0x00, 0xFF}
 	}
 	return []byte{0x7D, 0x00, 0x00, 0xFF, 0x08, 0x00, 0x00, 0xFF, 0x00, 0x00}
 }
@@ -78,7 +89,9 @@ func (c *Card) appData() []byte {
 	d = append(d, tlv(0xC5, c.concat(s.Fpr[:], c.nkeys(), 20))...)
 	d = append(d, tlv(0xC6, c.concat(s.CAFpr[:], 3, 20))...)
 	d = append(d, tlv(0xCD, c.concat(s.Dates[:], c.nkeys(), 4))...)
-	d = append(d, tlv(0xDE, c.keyInfo())...)
+	if !c.v2() {
+		d = append(d, tlv(0xDE, c.keyInfo())...)
+	}
 	var out []byte
 	out = append(out, tlv(0x4F, c.aid())...)
 	out = append(out, tlv(0x5F52, c.historical())...)
@@ -142,13 +155,17 @@ func (c *Card) cmdGetData(cmd apdu.Command) apdu.Response {
 	case 0xCD:
 		return ok(c.concat(s.Dates[:], c.nkeys(), 4))
 	case 0xDE:
-		return ok(c.keyInfo())
+		if !c.v2() {
+			return ok(c.keyInfo())
+		}
 	case 0xD6, 0xD7, 0xD8, 0xD9:
 		if c.yk() {
 			return ok(s.UIF[tag-0xD6])
 		}
 	case 0xF9:
-		return ok(s.KDF) // the content, without the F9 tag, as GnuPG expects
+		if !c.v2() {
+			return ok(s.KDF) // the content, without the F9 tag, as GnuPG expects
+		}
 	case 0x7F21:
 		return ok(s.Certs[c.vol.certOcc])
 	case 0x0101, 0x0102:
@@ -295,6 +312,9 @@ func (c *Card) cmdPutData(cmd apdu.Command) apdu.Response {
 		}
 		s.UIF[tag-0xD6] = v
 	case 0xF9:
+		if c.v2() {
+			return sw(apdu.SWRefDataNotFound)
+		}
 		return c.putKDF(v)
 	case 0x7F21:
 		if len(v) > 0x800 {
@@ -322,13 +342,13 @@ func (c *Card) validAlgo(i int, v []byte) bool {
 		bits := int(v[1])<<8 | int(v[2])
 		return bits == 2048 || bits == 3072 || bits == 4096
 	case 0x12, 0x13:
-		if (v[0] == 0x12) != (i == 1) {
+		if c.v2() || (v[0] == 0x12) != (i == 1) {
 			return false
 		}
 		_, ok := curveOf(trimOID(v[1:]))
 		return ok && (curveName(trimOID(v[1:])) != "x25519" || i == 1)
 	case 0x16:
-		return i != 1 && curveName(trimOID(v[1:])) == "ed25519"
+		return !c.v2() && i != 1 && curveName(trimOID(v[1:])) == "ed25519"
 	}
 	return false
 }

@@ -2,11 +2,12 @@
 // through Conn, and served to pcscd through vpcd by the hwtest rig (it implements
 // vcard.Card).
 //
-// Two modes: ModeYubiKey models a YubiKey 5 (firmware 5.4.x) OpenPGP applet with its
+// Three modes: ModeYubiKey models a YubiKey 5 (firmware 5.4.x) OpenPGP applet with its
 // quirks (ATR, empty VERIFY answers 6A80, a fourth attestation key in 6E, 7F66 inside 73,
 // PW status byte 1 FF on a fresh card, UIF DOs D6–D9, GET VERSION F1, extended APDUs);
 // ModeStrict follows the specification (empty VERIFY gives 63Cx/9000, PIN for every
-// signature by default, short APDUs with command chaining and GET RESPONSE only).
+// signature by default, short APDUs with command chaining and GET RESPONSE only); ModeV2
+// is a 2.1 card (RSA only, one certificate, no VERIFY P1=FF, KDF-DO or key information).
 //
 // Modelled: SELECT, GET DATA for every DO the spec lists (6E, 65, 7A, 5E, 5F50, 5F52, 7F21
 // with SELECT DATA and GET NEXT DATA, C0–CD, DE, F9, private DOs), PUT DATA with the spec's

@@ -394,7 +394,7 @@ func (c *Card) PutKey(i int, k crypto.PrivateKey, fpr []byte) error {
 	switch p := k.(type) {
 	case *rsa.PrivateKey:
 		attr = rsaAttr(p.N.BitLen(), 17)
-		if c.opt.Mode == ModeStrict {
+		if c.opt.Mode != ModeYubiKey {
 			attr = rsaAttr(p.N.BitLen(), 32)
 		}
 	case *ecdsa.PrivateKey:

@@ -126,7 +126,7 @@ func (c *Card) cmdVerify(cmd apdu.Command) apdu.Response {
 	if ref != 0x81 && ref != 0x82 && ref != 0x83 {
 		return sw(apdu.SWRefDataNotFound)
 	}
-	if cmd.P1 == 0xFF {
+	if cmd.P1 == 0xFF && !c.v2() {
 		if len(cmd.Data) != 0 {
 			return sw(apdu.SWWrongLength)
 		}
