@@ -94,4 +94,7 @@ var (
 	ErrCardMute = errors.New("slotmgr: card does not answer")
 	// ErrReaderUnavailable is a slot's Err when the reader reports itself unavailable.
 	ErrReaderUnavailable = errors.New("slotmgr: reader unavailable")
+	// ErrCardInUse is a slot's Err while another application holds the card exclusively;
+	// the manager binds it once the hold ends (seen on the next read: an event or Rescan).
+	ErrCardInUse = errors.New("slotmgr: card in exclusive use by another application")
 )

@@ -45,9 +45,11 @@
 //
 // Failed binds: an unrecognised card, a malformed answer, a driver panic (in Open or in
 // the token's Info) or a bind running past Options.BindTimeout is final for that
-// insertion; other errors (sharing violation, transmission error) are retried on
-// Rescan or when another application releases its exclusive hold, at most
-// Options.MaxBindAttempts times. A mute card is bound once it answers.
+// insertion; other errors (a transmission error, a sharing violation) are retried on
+// Rescan, at most Options.MaxBindAttempts times. A mute card is bound once it answers. A
+// card another application holds exclusively (ErrCardInUse) is not tried at all until a
+// read shows the hold released (package pcsc's Wait does not wake for that, so it is
+// the next Rescan), and then afresh.
 //
 // # Change notification
 //

@@ -670,11 +670,60 @@ func TestBindFailures(t *testing.T) {
 		b.SetExclusive("R", true)
 		e := start(t, b, slotmgr.Options{NoPINPad: true})
 		x, _ := find(e.m.Slots(), "R")
-		if x.Present || !errors.Is(x.Err, slotmgrtest.ErrSharing) {
+		if x.Present || !errors.Is(x.Err, slotmgr.ErrCardInUse) {
 			t.Fatalf("exclusive: %+v", x)
+		}
+		for i := 0; i < 5; i++ { // C_GetSlotList while it is held: no tries, none wasted
+			if err := e.m.Rescan(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if e.bd.count() != 0 {
+			t.Errorf("%d binds of a card held exclusively", e.bd.count())
 		}
 		b.SetExclusive("R", false)
 		e.waitFor("bound after release", present("R"))
+	})
+
+	t.Run("taken exclusively during a failed bind", func(t *testing.T) {
+		// The bind fails (sharing violation) because another application took the card
+		// between our read and our connect; its release later brings a fresh try even
+		// after the attempts ran out.
+		b := slotmgrtest.New()
+		b.AddReader("R")
+		var mu sync.Mutex
+		failing := true
+		b.ConnectErr = func(string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failing {
+				return slotmgrtest.ErrSharing
+			}
+			return nil
+		}
+		if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+			t.Fatal(err)
+		}
+		e := start(t, b, slotmgr.Options{NoPINPad: true, MaxBindAttempts: 1})
+		if x, _ := find(e.m.Slots(), "R"); x.Present || !errors.Is(x.Err, slotmgrtest.ErrSharing) {
+			t.Fatalf("first bind: %+v", x)
+		}
+		b.SetExclusive("R", true)
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		failing = false
+		mu.Unlock()
+		b.SetExclusive("R", false)
+		// package pcsc's Wait does not wake for exclusive holds; the next C_GetSlotList
+		// (Rescan) sees the release.
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if x, _ := find(e.m.Slots(), "R"); !x.Present {
+			t.Fatalf("after release and Rescan: %+v", x)
+		}
 	})
 }
 

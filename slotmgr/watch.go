@@ -313,6 +313,8 @@ func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, s
 			i.err = ErrCardMute
 		case st.Unavailable:
 			i.err = ErrReaderUnavailable
+		case st.Exclusive:
+			i.err = ErrCardInUse // connecting would fail: wait for the holder to let go
 		default:
 			m.startBindLocked(s, i)
 		}
@@ -325,25 +327,29 @@ func (m *Manager) applyCardLocked(s *slot, prev ReaderState, wasAttached bool, s
 	if !st.Mute && !st.Unavailable && len(st.ATR) > 0 {
 		i.atr = append(i.atr[:0], st.ATR...)
 	}
+	usable := !st.Mute && !st.Unavailable && !st.Exclusive
 	switch {
-	case errors.Is(i.err, ErrCardMute) || errors.Is(i.err, ErrReaderUnavailable):
-		if !st.Mute && !st.Unavailable {
-			m.startBindLocked(s, i)
-			dirty[s] = true
-		}
-	case permanent(i.err) || i.attempts >= m.opt.MaxBindAttempts:
-	case explicit || (wasAttached && stateMoved(prev, st)):
-		if !st.Mute && !st.Unavailable {
-			m.startBindLocked(s, i)
-			dirty[s] = true
-		}
+	case !usable:
+		// Mute, unavailable or held by another application: wait.
+	case errors.Is(i.err, ErrCardMute) || errors.Is(i.err, ErrReaderUnavailable) || errors.Is(i.err, ErrCardInUse):
+		m.startBindLocked(s, i)
+		dirty[s] = true
+	case permanent(i.err):
+	case wasAttached && released(prev, st):
+		// Another application let go of the card (it held it when we tried): a fresh try.
+		i.attempts = 0
+		m.startBindLocked(s, i)
+		dirty[s] = true
+	case explicit && i.attempts < m.opt.MaxBindAttempts:
+		m.startBindLocked(s, i)
+		dirty[s] = true
 	}
 }
 
-// stateMoved reports a change in the reader's state worth a new bind attempt: another
-// application released its exclusive hold. (InUse moves with every connect, ours
-// included, so it is no reason.)
-func stateMoved(a, b ReaderState) bool {
+// released reports that another application released its exclusive hold on the card
+// between two reads. (InUse moves with every connect, ours included, so it is no reason
+// to try again.)
+func released(a, b ReaderState) bool {
 	return a.Exclusive && !b.Exclusive
 }
 
