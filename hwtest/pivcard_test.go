@@ -589,3 +589,35 @@ func TestPIVCardYKCS11KeyGen(t *testing.T) {
 		t.Fatal("no key in slot 9A")
 	}
 }
+
+// TestPIVCard25519Objects: a 5.7 card with Ed25519 and X25519 keys (and certificates for
+// them) beside the classic ones still lists through both modules, which predate 25519
+// support in PIV, and the classic keys keep working.
+func TestPIVCard25519Objects(t *testing.T) {
+	c, err := pivtest.New(pivtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := c.GenerateInSlot(0x9A, pivtest.AlgECCP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for slot, alg := range map[byte]byte{0x9C: pivtest.AlgEd25519, 0x9D: pivtest.AlgX25519} {
+		if _, err := c.GenerateInSlot(slot, alg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testRig(t)
+	insert(t, 0, c)
+	for _, module := range []string{openscModule, ykcs11Module} {
+		t.Run(filepath.Base(module), func(t *testing.T) {
+			needModule(t, module)
+			out := runTool(t, "pkcs11-tool", "--module", module, "-O")
+			mustContain(t, out, "Certificate for Digital Signature", "Certificate for Key Management")
+			if module == openscModule { // OpenSC reads the 25519 keys from their certificates
+				mustContain(t, out, "EC_EDWARDS", "EC_MONTGOMERY")
+			}
+			p11Sign(t, module, "01", "ECDSA-SHA256", ec.PublicKey, "--signature-format", "openssl")
+		})
+	}
+}
