@@ -15,11 +15,12 @@ import (
 var errDriverPanic = errors.New("slotmgr: driver panicked while binding")
 
 // permanent reports bind errors not worth another try for the same insertion: the card
-// is not one we know, breaks its specification, crashed its driver or did not finish
-// within BindTimeout.
+// is not one we know, breaks its specification or crashed its driver. (A bind past
+// BindTimeout is not: another application may have held a long transaction, waiting
+// for a touch.)
 func permanent(err error) bool {
 	return errors.Is(err, cards.ErrNotRecognized) || errors.Is(err, cards.ErrBadCard) ||
-		errors.Is(err, errDriverPanic) || errors.Is(err, context.DeadlineExceeded)
+		errors.Is(err, errDriverPanic)
 }
 
 // startBindLocked launches a bind attempt for instance i of slot s. m.mu is held.

@@ -43,10 +43,10 @@
 // tries the service again after 50ms, then at doubling intervals up to
 // Options.RetryInterval, and on each Rescan.
 //
-// Failed binds: an unrecognised card, a malformed answer, a driver panic (in Open or in
-// the token's Info) or a bind running past Options.BindTimeout is final for that
-// insertion; other errors (a transmission error, a sharing violation) are retried on
-// Rescan, at most Options.MaxBindAttempts times. A mute card is bound once it answers. A
+// Failed binds: an unrecognised card, a malformed answer or a driver panic (in Open or
+// in the token's Info) is final for that insertion; other errors (a transmission error,
+// a sharing violation, a bind past Options.BindTimeout) are retried on Rescan, at most
+// Options.MaxBindAttempts times. A mute card is bound once it answers. A
 // card another application holds exclusively (ErrCardInUse) is not tried at all until a
 // read shows the hold released (package pcsc's Wait does not wake for that, so it is
 // the next Rescan), and then afresh.

@@ -24,9 +24,10 @@ type Options struct {
 	// even when Wait reports nothing: a fallback for a backend whose waits can miss an
 	// event. Zero (the default) is purely event-driven.
 	Poll time.Duration
-	// BindTimeout bounds one bind (context, connect, driver Open: a few APDUs). A bind
-	// running past it is final for that insertion. Start and Rescan wait for binds, so
-	// this also bounds how long a hung card can hold C_Initialize. Default 10s.
+	// BindTimeout bounds one bind (context, connect, driver Open: a few APDUs, but the
+	// driver's Lock may wait for another application's transaction). Start and Rescan
+	// wait for binds, so this also bounds how long a hung card can hold C_Initialize or
+	// C_GetSlotList. A bind past it counts as a failed attempt. Default 10s.
 	BindTimeout time.Duration
 	// MaxBindAttempts bounds the binds of one insertion that fail with an error other
 	// than "not recognized" (a sharing violation, a transmission error): each is retried
