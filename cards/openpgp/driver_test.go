@@ -848,3 +848,12 @@ func TestV2Card(t *testing.T) {
 		t.Fatalf("2.x certificates %v %v", certs, err)
 	}
 }
+
+func TestInfoFitsTokenInfo(t *testing.T) {
+	for _, m := range []pgptest.Mode{pgptest.ModeYubiKey, pgptest.ModeStrict, pgptest.ModeV2} {
+		info := open(t, m).tok.Info()
+		if len(info.Model) > 16 || len(info.Label) > 32 || len(info.Serial) > 16 || len(info.Manufacturer) > 32 {
+			t.Errorf("%s: %+v does not fit CK_TOKEN_INFO", m, info)
+		}
+	}
+}

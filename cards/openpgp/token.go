@@ -58,10 +58,11 @@ func (t *Token) Info() cards.TokenInfo {
 	a := t.ad.AID
 	man := manufacturerName(a.Manufacturer)
 	label := fmt.Sprintf("OpenPGP card #%08X", a.Serial)
+	// Model fits CK_TOKEN_INFO's 16 bytes.
 	model := fmt.Sprintf("OpenPGP card %d.%d", a.Version.Major, a.Version.Minor)
 	if a.Manufacturer == 0x0006 {
 		label = fmt.Sprintf("YubiKey OpenPGP #%08X", a.Serial)
-		model = "YubiKey (OpenPGP)"
+		model = "YubiKey OpenPGP"
 	}
 	pmax := t.ad.PW.PW1Max
 	if pmax == 0 {
