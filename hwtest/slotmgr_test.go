@@ -17,10 +17,10 @@ import (
 	"github.com/p11-card/p11-card/slotmgr"
 )
 
-// slotReader is the rig reader the slot manager tests use (a "Virtual PCD" one).
-const slotReader = 2
+// smReader is the rig reader the slot manager tests use (a "Virtual PCD" one).
+const smReader = 2
 
-func newPIV(t *testing.T, serial uint32) *pivtest.Card {
+func smNewPIV(t *testing.T, serial uint32) *pivtest.Card {
 	t.Helper()
 	c, err := pivtest.New(pivtest.Options{Serial: serial})
 	if err != nil {
@@ -29,8 +29,8 @@ func newPIV(t *testing.T, serial uint32) *pivtest.Card {
 	return c
 }
 
-// startManager runs a slot manager over the rig's pcscd; Close at cleanup.
-func startManager(t *testing.T) *slotmgr.Manager {
+// smStart runs a slot manager over the rig's pcscd; Close at cleanup.
+func smStart(t *testing.T) *slotmgr.Manager {
 	t.Helper()
 	testRig(t)
 	m := slotmgr.New(slotmgr.NewPCSC(), slotmgr.Options{
@@ -49,9 +49,9 @@ func startManager(t *testing.T) *slotmgr.Manager {
 	return m
 }
 
-// waitSlots waits (on change notifications, never by sleeping) until pred holds for the
+// smWaitSlots waits (on change notifications, never by sleeping) until pred holds for the
 // slot table.
-func waitSlots(t *testing.T, m *slotmgr.Manager, what string, pred func([]slotmgr.SlotInfo) bool) []slotmgr.SlotInfo {
+func smWaitSlots(t *testing.T, m *slotmgr.Manager, what string, pred func([]slotmgr.SlotInfo) bool) []slotmgr.SlotInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -69,11 +69,11 @@ func waitSlots(t *testing.T, m *slotmgr.Manager, what string, pred func([]slotmg
 	}
 }
 
-// waitSlot waits until the slot of reader name satisfies pred.
-func waitSlot(t *testing.T, m *slotmgr.Manager, name, what string, pred func(slotmgr.SlotInfo) bool) slotmgr.SlotInfo {
+// smWaitSlot waits until the slot of reader name satisfies pred.
+func smWaitSlot(t *testing.T, m *slotmgr.Manager, name, what string, pred func(slotmgr.SlotInfo) bool) slotmgr.SlotInfo {
 	t.Helper()
 	var found slotmgr.SlotInfo
-	waitSlots(t, m, what+" on "+name, func(s []slotmgr.SlotInfo) bool {
+	smWaitSlots(t, m, what+" on "+name, func(s []slotmgr.SlotInfo) bool {
 		for _, x := range s {
 			if x.Reader == name && pred(x) {
 				found = x
@@ -85,13 +85,13 @@ func waitSlot(t *testing.T, m *slotmgr.Manager, name, what string, pred func(slo
 	return found
 }
 
-func bound(s slotmgr.SlotInfo) bool { return s.Present }
+func smBound(s slotmgr.SlotInfo) bool { return s.Present }
 
 func TestSlotmgrSeesRigReaders(t *testing.T) {
 	r := testRig(t)
-	card := newPIV(t, 11111111)
-	insert(t, slotReader, card)
-	m := startManager(t)
+	card := smNewPIV(t, 11111111)
+	insert(t, smReader, card)
+	m := smStart(t)
 	s := m.Slots()
 	if len(s) != r.Readers() {
 		t.Fatalf("%d slots, rig has %d readers: %+v", len(s), r.Readers(), s)
@@ -109,7 +109,7 @@ func TestSlotmgrSeesRigReaders(t *testing.T) {
 		}
 	}
 	// Start saw the card already present and bound it.
-	x, _ := m.Slot(names[r.ReaderName(slotReader)])
+	x, _ := m.Slot(names[r.ReaderName(smReader)])
 	if !x.Present || x.Token == nil || x.Token.Info().Driver != "piv" || x.Gen == 0 {
 		t.Fatalf("card present at Start: %+v", x)
 	}
@@ -118,12 +118,12 @@ func TestSlotmgrSeesRigReaders(t *testing.T) {
 
 func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 	r := testRig(t)
-	m := startManager(t)
-	name := r.ReaderName(slotReader)
+	m := smStart(t)
+	name := r.ReaderName(smReader)
 
 	log := &vcard.Log{}
-	insert(t, slotReader, vcard.WithLog(newPIV(t, 22222222), log))
-	a := waitSlot(t, m, name, "token", bound)
+	insert(t, smReader, vcard.WithLog(smNewPIV(t, 22222222), log))
+	a := smWaitSlot(t, m, name, "token", smBound)
 	if a.Token.Info().Driver != "piv" {
 		t.Fatalf("driver %q", a.Token.Info().Driver)
 	}
@@ -137,9 +137,9 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 	}
 
 	// Swap: remove and insert another card; a new generation, the old Conn is dead.
-	remove(t, slotReader)
-	insert(t, slotReader, newPIV(t, 33333333))
-	b := waitSlot(t, m, name, "new token", func(s slotmgr.SlotInfo) bool { return s.Present && s.Gen != a.Gen })
+	remove(t, smReader)
+	insert(t, smReader, smNewPIV(t, 33333333))
+	b := smWaitSlot(t, m, name, "new token", func(s slotmgr.SlotInfo) bool { return s.Present && s.Gen != a.Gen })
 	if b.ID != a.ID || b.Gen <= a.Gen {
 		t.Errorf("after swap: ID %d gen %d (was %d, %d)", b.ID, b.Gen, a.ID, a.Gen)
 	}
@@ -161,26 +161,26 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 	// Removal-to-event latency, several times (reported, not asserted).
 	var lat, afterPCSCD, bindLat []time.Duration
 	for i := 0; i < 5; i++ {
-		cur := waitSlot(t, m, name, "token", bound)
+		cur := smWaitSlot(t, m, name, "token", smBound)
 		t0 := time.Now()
-		remove(t, slotReader)
+		remove(t, smReader)
 		t1 := time.Now() // pcscd reports the reader empty
 		<-cur.Removed
 		t2 := time.Now()
 		lat = append(lat, t2.Sub(t0))
 		afterPCSCD = append(afterPCSCD, t2.Sub(t1))
-		x := waitSlot(t, m, name, "empty", func(s slotmgr.SlotInfo) bool { return !s.CardPresent })
+		x := smWaitSlot(t, m, name, "empty", func(s slotmgr.SlotInfo) bool { return !s.CardPresent })
 		if x.Present || x.Gen != 0 {
 			t.Errorf("after removal: %+v", x)
 		}
 		if i < 4 {
-			insert(t, slotReader, newPIV(t, uint32(44444440+i)))
+			insert(t, smReader, smNewPIV(t, uint32(44444440+i)))
 			t3 := time.Now() // pcscd reports the card present
-			waitSlot(t, m, name, "token", bound)
+			smWaitSlot(t, m, name, "token", smBound)
 			bindLat = append(bindLat, time.Since(t3))
 		}
 	}
-	t.Logf("insertion → token bound (after pcscd reported the card): %v", bindLat)
+	t.Logf("insertion → token smBound (after pcscd reported the card): %v", bindLat)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("removal → slot event latency (socket close to Removed closed): min %v median %v max %v",
 		lat[0], lat[len(lat)/2], lat[len(lat)-1])
@@ -189,9 +189,9 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 
 func TestSlotmgrUnknownCard(t *testing.T) {
 	r := testRig(t)
-	m := startManager(t)
-	insert(t, slotReader, unknownCard{})
-	x := waitSlot(t, m, r.ReaderName(slotReader), "unbound card", func(s slotmgr.SlotInfo) bool {
+	m := smStart(t)
+	insert(t, smReader, smUnknownCard{})
+	x := smWaitSlot(t, m, r.ReaderName(smReader), "unbound card", func(s slotmgr.SlotInfo) bool {
 		return s.CardPresent && !s.Binding && (s.Present || s.Err != nil)
 	})
 	if x.Present || !errors.Is(x.Err, cards.ErrNotRecognized) {
@@ -201,11 +201,11 @@ func TestSlotmgrUnknownCard(t *testing.T) {
 
 func TestSlotmgrPCSCDRestart(t *testing.T) {
 	r := testRig(t)
-	insert(t, slotReader, newPIV(t, 55555555))
-	m := startManager(t)
-	name := r.ReaderName(slotReader)
+	insert(t, smReader, smNewPIV(t, 55555555))
+	m := smStart(t)
+	name := r.ReaderName(smReader)
 	before := m.Slots()
-	a := waitSlot(t, m, name, "token", bound)
+	a := smWaitSlot(t, m, name, "token", smBound)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -214,14 +214,14 @@ func TestSlotmgrPCSCDRestart(t *testing.T) {
 		t.Fatalf("RestartPCSCD: %v", err)
 	}
 	<-a.Removed // the old generation ended with the old pcscd
-	b := waitSlot(t, m, name, "token after restart", func(s slotmgr.SlotInfo) bool {
+	b := smWaitSlot(t, m, name, "token after restart", func(s slotmgr.SlotInfo) bool {
 		return s.Present && s.Gen != a.Gen
 	})
 	t.Logf("token back %v after the restart began", time.Since(t0))
 	if b.ID != a.ID {
 		t.Errorf("slot ID %d → %d across the restart", a.ID, b.ID)
 	}
-	waitSlots(t, m, "all readers back", func(s []slotmgr.SlotInfo) bool { return len(s) == len(before) })
+	smWaitSlots(t, m, "all readers back", func(s []slotmgr.SlotInfo) bool { return len(s) == len(before) })
 	ids := map[string]uint64{}
 	for _, s := range before {
 		ids[s.Reader] = s.ID
@@ -242,12 +242,12 @@ func TestSlotmgrPCSCDRestart(t *testing.T) {
 	}
 }
 
-// unknownCard answers every command with 6D00 (no PIV, no OpenPGP applet).
-type unknownCard struct{}
+// smUnknownCard answers every command with 6D00 (no PIV, no OpenPGP applet).
+type smUnknownCard struct{}
 
-func (unknownCard) ATR() []byte { return []byte{0x3B, 0x02, 0x14, 0x50} }
-func (unknownCard) Reset()      {}
-func (unknownCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+func (smUnknownCard) ATR() []byte { return []byte{0x3B, 0x02, 0x14, 0x50} }
+func (smUnknownCard) Reset()      {}
+func (smUnknownCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return []byte{0x6A, 0x82}, nil
 }
 
@@ -255,8 +255,8 @@ func (unknownCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 // rig reports a change through pcscd, the table shows it without waiting.
 func TestSlotmgrRescanIsCurrent(t *testing.T) {
 	r := testRig(t)
-	m := startManager(t)
-	name := r.ReaderName(slotReader)
+	m := smStart(t)
+	name := r.ReaderName(smReader)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	slotOf := func() slotmgr.SlotInfo {
@@ -269,14 +269,14 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 		return slotmgr.SlotInfo{}
 	}
 	for i := 0; i < 3; i++ {
-		insert(t, slotReader, newPIV(t, uint32(66666660+i)))
+		insert(t, smReader, smNewPIV(t, uint32(66666660+i)))
 		if err := m.Rescan(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if s := slotOf(); !s.Present {
 			t.Fatalf("round %d: after insert + Rescan: %+v", i, s)
 		}
-		remove(t, slotReader)
+		remove(t, smReader)
 		if err := m.Rescan(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -286,7 +286,7 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 	}
 
 	// What a Rescan (each C_GetSlotList) costs when nothing changed.
-	insert(t, slotReader, newPIV(t, 66666669))
+	insert(t, smReader, smNewPIV(t, 66666669))
 	if err := m.Rescan(ctx); err != nil {
 		t.Fatal(err)
 	}
