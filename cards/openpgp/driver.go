@@ -8,6 +8,7 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/trace"
 )
 
 // Instructions (spec 3.4 §7.2).
@@ -115,6 +116,10 @@ func (t *Token) readAppData(ctx context.Context) error {
 	}
 	t.ad = ad
 	t.opt = apdu.Options{Extended: ad.Extended}
+	if trace.On("openpgp") {
+		trace.Printf("openpgp", "openpgp: card %04X/%08X spec %s, extended %v, chaining %v, algorithms % X / % X / % X, PW status %+v",
+			ad.AID.Manufacturer, ad.AID.Serial, ad.AID.Version, ad.Extended, ad.Chaining, ad.AlgoRaw[0], ad.AlgoRaw[1], ad.AlgoRaw[2], ad.PW)
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/trace"
 )
 
 // Token is an open OpenPGP card. It implements cards.Token; like every token it is not
@@ -44,6 +45,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 		return nil, err
 	}
 	if reset {
+		trace.Printf("openpgp", "openpgp: card was reset, selecting the application again")
 		t.kdfLoaded = false
 		if err := t.selectApp(ctx); err != nil {
 			unlock()
