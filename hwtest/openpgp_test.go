@@ -6,9 +6,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"fmt"
 	"io"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -297,8 +302,13 @@ func TestOpenPGPOpenSC(t *testing.T) {
 			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgRSA, Bits: 2048}); err != nil {
 				t.Fatalf("generate SIG: %v", err)
 			}
-			if _, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: autAlg, Bits: 2048}); err != nil {
+			aut, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{3}, Alg: autAlg, Bits: 2048})
+			if err != nil {
 				t.Fatalf("generate AUT: %v", err)
+			}
+			dec, err := tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{2}, Alg: cards.AlgRSA, Bits: 2048})
+			if err != nil {
+				t.Fatalf("generate DEC: %v", err)
 			}
 			if err := tok.Logout(ctx); err != nil {
 				t.Fatal(err)
@@ -318,6 +328,36 @@ func TestOpenPGPOpenSC(t *testing.T) {
 				"--login", "--pin", "123456", "--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "-i", data, "-o", data+".sig")
 			if n := card.Snapshot().SigCounter; n != 1 {
 				t.Errorf("signature counter %d after OpenSC signed", n)
+			}
+			// OpenSC decrypts with the DEC key (PSO:DECIPHER, padding indicator 00).
+			ct, err := rsa.EncryptPKCS1v15(rand.Reader, dec.Key.Public.(*rsa.PublicKey), []byte("for the card only"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(data+".enc", ct, 0o600)
+			runTool(t, "pkcs11-tool", "--module", openscModule, "--token-label", "OpenPGP card (User PIN)",
+				"--login", "--pin", "123456", "--decrypt", "--id", "02", "-m", "RSA-PKCS", "-i", data+".enc", "-o", data+".dec")
+			if pt, _ := os.ReadFile(data + ".dec"); string(pt) != "for the card only" {
+				t.Errorf("OpenSC decrypted %q", pt)
+			}
+			// And signs with the AUT key (INTERNAL AUTHENTICATE).
+			mech := "ECDSA-SHA256"
+			if m == pgptest.ModeV2 {
+				mech = "SHA256-RSA-PKCS"
+			}
+			runTool(t, "pkcs11-tool", "--module", openscModule, "--token-label", "OpenPGP card (User PIN)",
+				"--login", "--pin", "123456", "--sign", "--id", "03", "-m", mech, "-i", data, "-o", data+".aut")
+			asig, _ := os.ReadFile(data + ".aut")
+			h := sha256.Sum256([]byte("opensc signs this"))
+			switch pub := aut.Key.Public.(type) {
+			case *ecdsa.PublicKey:
+				if len(asig) != 64 || !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(asig[:32]), new(big.Int).SetBytes(asig[32:])) {
+					t.Errorf("OpenSC's AUT ECDSA signature does not verify (%d bytes)", len(asig))
+				}
+			case *rsa.PublicKey:
+				if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, h[:], asig); err != nil {
+					t.Errorf("OpenSC's AUT RSA signature: %v", err)
+				}
 			}
 		})
 	}
