@@ -301,13 +301,19 @@ func TestCLIReadersNoPCSCD(t *testing.T) {
 	}
 }
 
-// TestCLIWatch: `p11-card watch --json` reports an insertion and a removal.
-func TestCLIWatch(t *testing.T) {
-	r := testRig(t)
-	bin := p11card(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := toolCmd(t, ctx, bin, "watch", "--json")
+// watchProc is a running `p11-card watch --json`.
+type watchProc struct {
+	events chan map[string]any
+	stderr chan string
+}
+
+// startWatchProc starts `p11-card watch --json` against the rig and returns once it
+// watches; it is interrupted (and must exit 0) when the test ends.
+func startWatchProc(t *testing.T, ctx context.Context) *watchProc {
+	t.Helper()
+	// Its own context: the caller's ends before the cleanup that interrupts it.
+	pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := toolCmd(t, pctx, p11card(t), "watch", "--json")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -319,67 +325,93 @@ func TestCLIWatch(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		cmd.Process.Signal(os.Interrupt)
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("watch after SIGINT: %v", err)
 		}
-	}()
-	ready := make(chan string, 1)
+		pcancel()
+	})
+	w := &watchProc{events: make(chan map[string]any, 256), stderr: make(chan string, 64)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			select {
-			case ready <- sc.Text():
+			case w.stderr <- sc.Text():
 			default:
 			}
 		}
 	}()
-	events := make(chan map[string]any, 64)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			var m map[string]any
 			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				events <- m
+				w.events <- m
 			}
 		}
-		close(events)
+		close(w.events)
 	}()
 	select {
-	case l := <-ready:
+	case l := <-w.stderr:
 		if !strings.HasPrefix(l, "watching") {
 			t.Fatalf("watch said %q", l)
 		}
 	case <-ctx.Done():
 		t.Fatal("watch never started watching")
 	}
-	want := func(event, reader string) map[string]any {
-		t.Helper()
-		for {
-			select {
-			case m, ok := <-events:
-				if !ok {
-					t.Fatalf("watch ended before %s", event)
-				}
-				if m["event"] == event && m["reader"] == reader && m["initial"] == nil {
-					return m
-				}
-			case <-ctx.Done():
-				t.Fatalf("no %s event for %q", event, reader)
+	return w
+}
+
+// want waits for a (not initial) event about reader.
+func (w *watchProc) want(t *testing.T, ctx context.Context, event, reader string) map[string]any {
+	t.Helper()
+	for {
+		select {
+		case m, ok := <-w.events:
+			if !ok {
+				t.Fatalf("watch ended before %s", event)
 			}
+			if m["event"] == event && m["reader"] == reader && m["initial"] == nil {
+				return m
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %s event for %q", event, reader)
 		}
 	}
+}
+
+// TestCLIWatch: `p11-card watch --json` reports an insertion and a removal.
+func TestCLIWatch(t *testing.T) {
+	r := testRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := startWatchProc(t, ctx)
 	c := newRigCard()
 	insert(t, 3, c)
-	if m := want("card-inserted", r.ReaderName(3)); m["atr"] != fmt.Sprintf("%X", c.ATR()) {
+	if m := w.want(t, ctx, "card-inserted", r.ReaderName(3)); m["atr"] != fmt.Sprintf("%X", c.ATR()) {
 		t.Errorf("insertion event: %v", m)
 	}
 	remove(t, 3)
-	m := want("card-removed", r.ReaderName(3))
+	m := w.want(t, ctx, "card-removed", r.ReaderName(3))
 	if _, err := time.Parse(time.RFC3339, fmt.Sprint(m["time"])); err != nil {
 		t.Errorf("time %v: %v", m["time"], err)
 	}
+}
+
+// TestCLIWatchPCSCDRestart: watch keeps going when pcscd restarts under it.
+func TestCLIWatchPCSCDRestart(t *testing.T) {
+	r := testRig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w := startWatchProc(t, ctx)
+	if err := r.RestartPCSCD(ctx); err != nil {
+		t.Fatalf("RestartPCSCD: %v", err)
+	}
+	insert(t, 1, newRigCard())
+	w.want(t, ctx, "card-inserted", r.ReaderName(1))
+	remove(t, 1)
+	w.want(t, ctx, "card-removed", r.ReaderName(1))
 }
 
 // TestCLIReadersPIV: `p11-card readers` tells what a virtual YubiKey is.
