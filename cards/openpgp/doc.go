@@ -27,8 +27,12 @@
 //   - Key generation (attributes C1–C3 changed by PUT DATA when needed) and import (PUT
 //     DATA odd with the extended header list 4D, §4.4.3.12); afterwards the OpenPGP v4
 //     fingerprint and creation time are stored (C7–C9, CE–D0) so GnuPG knows the key.
-//   - GET CHALLENGE (Random), signature counter (7A/93), cardholder data (65),
-//     TERMINATE DF / ACTIVATE FILE (FactoryReset).
+//   - GET CHALLENGE (Random), and beyond cards.Token: SignatureCount (7A/93),
+//     CardholderData (65), FactoryReset (TERMINATE DF / ACTIVATE FILE, §7.2.16–17),
+//     Refresh (re-read 6E after another program changed the card), AppData (the cached 6E).
+//   - 2.x cards: the C0 layout with maximum lengths, one certificate, logout by SELECT
+//     (no VERIFY P1=FF), no KDF-DO or key information DO (a key is present when its
+//     fingerprint is not zero).
 //
 // # Concurrency
 //
@@ -47,6 +51,9 @@
 //     (FA); a card refusing one answers 6A80 (ErrBadInput) at generation.
 //   - X25519 keys are imported with the scalar big-endian (GnuPG's convention).
 //
-// The virtual card in package pgptest models a YubiKey 5 OpenPGP 3.4 applet and a strictly
-// spec-following card; the driver is tested against both.
+// The virtual card in package pgptest models a YubiKey 5 OpenPGP 3.4 applet, a strictly
+// spec-following 3.4 card and a 2.1 card; the driver is tested against all three, in
+// process and (hwtest) through pcscd next to GnuPG and OpenSC.
+//
+// A card in termination state (TERMINATE DF without ACTIVATE FILE) is not recognised.
 package openpgp

@@ -137,3 +137,24 @@ func TestAccessAndTerminate(t *testing.T) {
 		want(t, tx(t, c, "00CA006E00"), apdu.SWInsNotSupported)
 	}
 }
+
+func TestConnLock(t *testing.T) {
+	c := NewConn(MustNew(Options{}))
+	unlock, reset, err := c.Lock(context.Background())
+	if err != nil || reset || !c.Locked() {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := c.Lock(ctx); err == nil {
+		t.Fatal("second Lock did not wait")
+	}
+	unlock()
+	unlock() // twice is harmless
+	c.ResetCard()
+	unlock, reset, err = c.Lock(context.Background())
+	if err != nil || !reset {
+		t.Fatalf("reset not reported: %v", err)
+	}
+	unlock()
+}

@@ -12,6 +12,7 @@ import (
 // card itself, or one wrapped by vcard.WithFaults / vcard.WithLog).
 type Conn struct {
 	card vcard.Card
+	txn  chan struct{} // one transaction at a time
 
 	mu      sync.Mutex
 	locked  bool
@@ -22,7 +23,7 @@ type Conn struct {
 var _ cards.Conn = (*Conn)(nil)
 
 // NewConn connects to card.
-func NewConn(card vcard.Card) *Conn { return &Conn{card: card} }
+func NewConn(card vcard.Card) *Conn { return &Conn{card: card, txn: make(chan struct{}, 1)} }
 
 // Transmit implements apdu.Transmitter. After the card was removed (vcard.ErrRemoved) every
 // call fails with vcard.ErrRemoved.
@@ -42,23 +43,31 @@ func (c *Conn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return r, err
 }
 
-// Lock implements cards.Conn; reset is true once after ResetCard.
+// Lock implements cards.Conn: transactions exclude each other (a second Lock waits for
+// the first unlock or its ctx); reset is true once after ResetCard.
 func (c *Conn) Lock(ctx context.Context) (func(), bool, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, false, err
+	select {
+	case c.txn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.removed {
+		<-c.txn
 		return nil, false, vcard.ErrRemoved
 	}
 	reset := c.reset
 	c.reset = false
 	c.locked = true
+	var once sync.Once
 	return func() {
-		c.mu.Lock()
-		c.locked = false
-		c.mu.Unlock()
+		once.Do(func() {
+			c.mu.Lock()
+			c.locked = false
+			c.mu.Unlock()
+			<-c.txn
+		})
 	}, reset, nil
 }
 
