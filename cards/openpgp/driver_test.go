@@ -857,3 +857,30 @@ func TestInfoFitsTokenInfo(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminWithoutSecret: with PW3 verified by Login(RoleSO), Unblock and setting the reset
+// code work without giving PW3 again (C_InitPIN in an SO session); without it they need login.
+func TestAdminWithoutSecret(t *testing.T) {
+	forModes(t, func(t *testing.T, m pgptest.Mode) {
+		r := open(t, m)
+		if err := r.tok.Unblock(ctx, cards.RoleSO, nil, []byte("654321")); !errors.Is(err, cards.ErrLoginRequired) {
+			t.Fatalf("unblock without SO: %v", err)
+		}
+		if err := r.tok.ChangePIN(ctx, cards.RolePUK, nil, []byte("87654321")); !errors.Is(err, cards.ErrLoginRequired) {
+			t.Fatalf("reset code without SO: %v", err)
+		}
+		r.loginSO(t)
+		if err := r.tok.Unblock(ctx, cards.RoleSO, nil, []byte("654321")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.tok.ChangePIN(ctx, cards.RolePUK, nil, []byte("87654321")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.tok.Login(ctx, cards.RoleUser, []byte("654321")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.tok.Unblock(ctx, cards.RolePUK, []byte("87654321"), []byte("123456")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

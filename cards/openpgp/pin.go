@@ -213,7 +213,8 @@ func (t *Token) Logout(ctx context.Context) error {
 
 // ChangePIN implements cards.Token. RoleUser and RoleSO use CHANGE REFERENCE DATA
 // (spec 3.4 §7.2.3). RolePUK sets the reset code: old is the admin PIN (PW3), verified
-// first, then PUT DATA D3 writes the new code (an empty new code removes it).
+// first (unless old is empty: then PW3 must be verified already, as after Login(RoleSO)),
+// then PUT DATA D3 writes the new code (an empty new code removes it).
 func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte) error {
 	unlock, err := t.begin(ctx)
 	if err != nil {
@@ -243,8 +244,10 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 		}
 		return nil
 	case cards.RolePUK:
-		if err := t.verify(ctx, pwAdmin, old); err != nil {
-			return err
+		if len(old) > 0 {
+			if err := t.verify(ctx, pwAdmin, old); err != nil {
+				return err
+			}
 		}
 		var rc []byte
 		if len(new) > 0 {
@@ -254,7 +257,7 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 			defer wipe(rc)
 		}
 		if err := t.putData(ctx, doResetCode, rc); err != nil {
-			return t.pinErr("set reset code", 0, err)
+			return opErr("set reset code", err)
 		}
 		return nil
 	}
@@ -262,7 +265,9 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 }
 
 // Unblock implements cards.Token: RESET RETRY COUNTER (spec 3.4 §7.2.4) with the reset
-// code (RolePUK, P1 00) or after verifying PW3 (RoleSO, P1 02).
+// code (RolePUK, P1 00) or after verifying PW3 (RoleSO, P1 02). With RoleSO and an empty
+// secret PW3 must be verified already (C_InitPIN in an SO session); else the error wraps
+// cards.ErrLoginRequired.
 func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []byte) error {
 	unlock, err := t.begin(ctx)
 	if err != nil {
@@ -295,11 +300,13 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 			return t.pinErr("unblock with reset code", 0, err)
 		}
 	case cards.RoleSO:
-		if err := t.verify(ctx, pwAdmin, secret); err != nil {
-			return err
+		if len(secret) > 0 {
+			if err := t.verify(ctx, pwAdmin, secret); err != nil {
+				return err
+			}
 		}
 		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insResetRetry, P1: 0x02, P2: pwSign, Data: n}, t.opt); err != nil {
-			return t.pinErr("unblock as admin", 0, err)
+			return opErr("unblock as admin", err)
 		}
 	default:
 		return fmt.Errorf("%w: openpgp: unblock as %s", cards.ErrNotSupported, role)
