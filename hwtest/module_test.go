@@ -13,6 +13,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -499,4 +500,58 @@ func TestModuleSSH(t *testing.T) {
 		t.Errorf("ssh-keygen -Y verify: %v\n%s", err, vout)
 	}
 	_ = c
+}
+
+func TestModuleCLI(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	cli := p11card(t)
+	out := runTool(t, cli, "slots", "--module", so, "--json")
+	var rep struct {
+		Slots []struct {
+			ID           uint `json:"id"`
+			TokenPresent bool `json:"token_present"`
+			Token        *struct {
+				Label string   `json:"label"`
+				Flags []string `json:"flags"`
+			} `json:"token"`
+		} `json:"slots"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("slots --json: %v\n%s", err, out)
+	}
+	if len(rep.Slots) != 4 || !rep.Slots[0].TokenPresent || rep.Slots[0].Token == nil || rep.Slots[0].Token.Label != "YubiKey PIV #12345678" {
+		t.Errorf("slots: %s", out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := toolCmd(t, ctx, cli, "test", "--module", so, "--json")
+	cmd.Stdin = strings.NewReader(modPIN + "\n")
+	b, err := cmd.CombinedOutput()
+	var tr struct {
+		Keys []struct {
+			ID    string `json:"id"`
+			OK    bool   `json:"ok"`
+			Error string `json:"error"`
+		} `json:"keys"`
+		OK bool `json:"ok"`
+	}
+	if jerr := json.Unmarshal(b[:bytes.LastIndexByte(b, '}')+1], &tr); jerr != nil {
+		t.Fatalf("test --json: %v %v\n%s", err, jerr, b)
+	}
+	ids := map[string]bool{}
+	for _, k := range tr.Keys {
+		ids[k.ID] = true
+		if !k.OK {
+			t.Errorf("key %s: %s", k.ID, k.Error)
+		}
+	}
+	for _, id := range []string{"01", "02", "03", "04", "05"} {
+		if !ids[id] {
+			t.Errorf("key %s not tested: %s", id, b)
+		}
+	}
+	if err != nil || !tr.OK {
+		t.Errorf("p11-card test: %v\n%s", err, b)
+	}
 }
