@@ -479,3 +479,41 @@ func TestMetadataWithoutPublicKey(t *testing.T) {
 		t.Errorf("9C private key %v", privs)
 	}
 }
+
+// cancelAfter cancels its context once n commands went through.
+type cancelAfter struct {
+	*testConn
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	r, err := c.testConn.Transmit(ctx, cmd)
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return r, err
+}
+
+func TestCancelledMidChain(t *testing.T) {
+	f := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgRSA2048) })
+	f.tok.opt.Extended = false // a 2048-bit block goes as a chain of two commands
+	mustLogin(t, f.tok, cards.RoleUser, "123456")
+	if _, err := f.tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(ctxb)
+	f.tok.conn = &cancelAfter{testConn: f.conn, n: 1, cancel: cancel}
+	if _, err := f.tok.Sign(ctx, []byte{1}, cards.SignRSAPKCS1, []byte("abc"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled sign: %v", err)
+	}
+	f.tok.conn = f.conn
+	n, ins := f.conn.count(func() {
+		if _, err := f.tok.Sign(ctxb, []byte{1}, cards.SignRSAPKCS1, []byte("abc"), &cards.Auth{PIN: []byte("123456")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if ins[0] != "A4" {
+		t.Errorf("after a cancelled chain: %d APDUs %v, want SELECT first", n, ins)
+	}
+}

@@ -172,9 +172,14 @@ func otherApplet(cmd, resp []byte) bool {
 	return false
 }
 
-// exchange sends one command through tx.
+// exchange sends one command through tx. Cancelled halfway (a command chain or GET
+// RESPONSE cut short), the card's state is in doubt: the next operation selects again.
 func (t *Token) exchange(ctx context.Context, cmd apdu.Command) (apdu.Response, error) {
-	return apdu.Exchange(ctx, tx{t}, cmd, t.optFor(cmd))
+	r, err := apdu.Exchange(ctx, tx{t}, cmd, t.optFor(cmd))
+	if err != nil && ctx.Err() != nil {
+		t.reselect = true
+	}
+	return r, err
 }
 
 // do is exchange plus the status word as an error (6982 wraps cards.ErrLoginRequired).
