@@ -47,14 +47,17 @@ func (w *watcher) step() {
 			w.pause()
 		}
 	}()
+	fresh := false
 	if w.wc == nil {
 		if w.fails > 1 {
 			w.pause()
 			if m.life.Err() != nil {
+				m.release(w.reqs)
+				w.reqs = nil
 				return
 			}
 		}
-		w.reqs = m.takeReqs()
+		w.reqs = append(w.reqs, m.takeReqs()...)
 		c, err := m.b.Establish(m.life)
 		if err != nil {
 			reqs := w.reqs
@@ -72,6 +75,7 @@ func (w *watcher) step() {
 			return
 		}
 		w.wc = c
+		fresh = true
 	}
 
 	w.reqs = append(w.reqs, m.takeReqs()...)
@@ -81,18 +85,27 @@ func (w *watcher) step() {
 	seq := m.scans
 	m.mu.Unlock()
 	states, err := w.scan()
-	w.reqs = nil
 	if err != nil {
 		if m.life.Err() != nil {
+			w.reqs = nil
 			m.release(reqs)
 			return
 		}
 		m.opt.Logf("slotmgr: scan: %v", err)
 		w.closeCtx()
-		m.lose(err, reqs)
 		w.fails++
+		if fresh {
+			// Even a new context fails: answer the Rescans with what we know (nothing).
+			w.reqs = nil
+			m.lose(err, reqs)
+			return
+		}
+		// The old context died (a service restart): the Rescans waiting get the read
+		// through a new one, next step.
+		m.lose(err, nil)
 		return
 	}
+	w.reqs = nil
 	w.reqs = reqs
 	m.apply(states, seq, len(reqs) > 0)
 	m.lookupUSB()
