@@ -464,8 +464,10 @@ func TestPCSCWaitFor(t *testing.T) {
 	}
 }
 
-// Wait treats a known list that differs from pcscd's readers as a change and returns at
-// once: nil (first call), or a list that lacks a reader (one added since the snapshot).
+// Wait judges readers added or removed against the list its previous call returned, or
+// before the first call, against known: nil or a list lacking a reader returns at once, a
+// known reader that left too; a caller watching part of the readers after a full Wait
+// blocks (without spinning) until one of them changes.
 func TestPCSCWaitReaderSetDiffers(t *testing.T) {
 	r := testRig(t)
 	c := pcscContext(t)
@@ -475,14 +477,42 @@ func TestPCSCWaitReaderSetDiffers(t *testing.T) {
 	if err != nil || len(all) < r.Readers() {
 		t.Fatalf("Wait(nil) = %v, %v", all, err)
 	}
-	got, err := c.Wait(ctx, all[:len(all)-1])
-	if err != nil || len(got) != len(all) {
-		t.Fatalf("Wait(missing a reader) = %v, %v", got, err)
-	}
 	gone := append(slices.Clone(all), pcsc.ReaderState{Name: "Gone Reader 00 00", Empty: true})
-	got, err = c.Wait(ctx, gone)
+	got, err := c.Wait(ctx, gone)
 	if err != nil || len(got) != len(all) {
 		t.Fatalf("Wait(with a reader that left) = %v, %v", got, err)
+	}
+	// A fresh Context: a first Wait whose known lacks a reader returns at once.
+	fresh := pcscContext(t)
+	got, err = fresh.Wait(ctx, all[:len(all)-1])
+	if err != nil || len(got) != len(all) {
+		t.Fatalf("first Wait(missing a reader) = %v, %v", got, err)
+	}
+	// After that full answer, watching one reader blocks until it changes.
+	var one []pcsc.ReaderState
+	for _, s := range got {
+		if s.Name == r.ReaderName(2) {
+			one = append(one, s)
+		}
+	}
+	before := pcsc.Stats()
+	ch := waitAsync(ctx, fresh, one)
+	select {
+	case res := <-ch:
+		t.Fatalf("Wait on one reader returned without a change: %v %v", res.states, res.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if d := pcsc.Stats().Sub(before); d.Total() > 10 {
+		t.Fatalf("a blocked Wait made %d PC/SC calls: %+v", d.Total(), d)
+	}
+	card := newOKCard(15)
+	insert(t, 2, card)
+	res := receive(t, ch, "insert")
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	if s := stateOf(t, res.states, r.ReaderName(2)); !s.Present || len(res.states) != len(all) {
+		t.Fatalf("after insert: %v", res.states)
 	}
 }
 

@@ -28,6 +28,9 @@ type Context struct {
 	wh      ctxHandle
 	whValid bool
 
+	// lastList is the reader list the last Wait returned (guarded by waitMu).
+	lastList []string
+
 	// pnpCounts is set once pcscd reported a reader count in the PnP reader's event state
 	// (pcsc-lite 2.x, Windows): it then tells us about readers added between two waits,
 	// and Wait need not list readers first.
@@ -262,13 +265,16 @@ func (c *Context) dropWaitHandle() {
 // returns (a cancel that lands just before the call starts is lost otherwise).
 const cancelRetry = 50 * time.Millisecond
 
-// Wait blocks until the set of readers differs from the readers in known (the PnP
-// notification reader wakes it on an addition or removal), or one of the known readers
-// changes: a card inserted or removed, a card swapped between two calls (the event counter
-// in Raw differs), a reader turning mute or unavailable. It then returns the state of
-// every reader. Changes that do not matter to a slot (another program connecting) do not
-// end the wait. Pass the result of Status(ctx, nil) or of the previous Wait as known; nil
-// returns at once when there are readers.
+// Wait blocks until a reader is added or removed (the PnP notification reader wakes it),
+// or one of the known readers changes: a card inserted or removed, a card swapped between
+// two calls (the event counter in Raw differs), a reader turning mute or unavailable. It
+// then returns the state of every reader. Changes that do not matter to a slot (another
+// program connecting) do not end the wait.
+//
+// "Added or removed" is judged against the reader list the previous Wait on this Context
+// returned, or before the first, against the readers of known: pass the result of
+// Status(ctx, nil) or of the previous Wait as known. nil returns at once when there are
+// readers. A known reader that is gone returns at once too.
 //
 // A wake caused by a card costs one SCardGetStatusChange, plus a listing where pcscd does
 // not count readers in the PnP state (pcsc-lite before 2.0); a reader added or removed
@@ -299,9 +305,16 @@ func (c *Context) WaitFor(ctx context.Context, known []ReaderState) ([]ReaderSta
 func (c *Context) wait(ctx context.Context, known []ReaderState, all bool) ([]ReaderState, error) {
 	c.waitMu.Lock()
 	defer c.waitMu.Unlock()
+	// ref is the reader list the caller is taken to know: the one the last Wait returned,
+	// or, before any, the readers of known. Comparing with it rather than with known lets
+	// a caller watch part of the readers without every Wait returning at once.
+	ref := c.lastList
+	if ref == nil {
+		ref = readerNames(known)
+	}
 	// The PnP reader's current state carries the reader count we believe in; pcscd
-	// reports a change when its own count differs.
-	pnp := uint32(len(known)) << 16
+	// (pcsc-lite 2.x, Windows) reports a change when its own count differs.
+	pnp := uint32(len(ref)) << 16
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -311,14 +324,14 @@ func (c *Context) wait(ctx context.Context, known []ReaderState, all bool) ([]Re
 			return nil, err
 		}
 		if all && !c.pnpCounts.Load() {
-			// pcscd only flags readers that come or go during the call: compare the
-			// list now, so one added since the caller's snapshot is not missed.
+			// This pcscd only flags readers that come or go during the call: compare
+			// the list now, so one added since the caller's snapshot is not missed.
 			names, err := c.Readers(ctx)
 			if err != nil {
 				return nil, err
 			}
-			if !sameReaders(names, known) {
-				return c.Status(ctx, names)
+			if !slices.Equal(names, ref) || !containsAll(names, known) {
+				return c.fullStatus(ctx, names)
 			}
 		}
 		states := make([]scState, 0, len(known)+1)
@@ -352,27 +365,27 @@ func (c *Context) wait(ctx context.Context, known []ReaderState, all bool) ([]Re
 			if !all {
 				return c.Status(ctx, readerNames(known))
 			}
-			return c.Status(ctx, nil)
+			return c.fullStatus(ctx, nil)
 		default:
 			return nil, wrap("wait for reader change", code)
 		}
 		if c.isClosed() {
 			return nil, ErrClosed
 		}
-		var now []ReaderState
-		if code == codeSuccess && all {
-			ev := states[len(known)].event
-			if ev>>16 != 0 {
-				c.pnpCounts.Store(true)
-			}
-			if ev&stateChanged != 0 {
-				readersChanged = true
-				// Follow pcscd's count from here on, so a count kept differently
-				// (another platform, another version) cannot make Wait spin.
-				pnp = ev &^ (stateChanged | stateIgnore)
-			}
-		}
+		var now []ReaderState // indexed like known
 		if code == codeSuccess {
+			if all {
+				ev := states[len(known)].event
+				if ev>>16 != 0 {
+					c.pnpCounts.Store(true)
+				}
+				if ev&stateChanged != 0 {
+					readersChanged = true
+					// Follow pcscd's count from here on, so a count kept differently
+					// (another platform, another version) cannot make Wait spin.
+					pnp = ev &^ (stateChanged | stateIgnore)
+				}
+			}
 			now = make([]ReaderState, len(known))
 			for i := range known {
 				now[i] = decodeState(known[i].Name, states[i].event, states[i].atr)
@@ -381,27 +394,69 @@ func (c *Context) wait(ctx context.Context, known []ReaderState, all bool) ([]Re
 				}
 			}
 		}
-		if readersChanged && !all {
-			if now, err = c.Status(ctx, readerNames(known)); err != nil {
-				return nil, err
-			}
-			return now, nil
-		}
 		if readersChanged {
-			if now, err = c.Status(ctx, nil); err != nil {
+			if !all {
+				return c.Status(ctx, readerNames(known))
+			}
+			full, err := c.fullStatus(ctx, nil)
+			if err != nil {
 				return nil, err
 			}
-			if !sameReaders(readerNames(now), known) {
-				return now, nil
+			names := readerNames(full)
+			if !slices.Equal(names, ref) || !containsAll(names, known) {
+				return full, nil
 			}
+			now = pick(full, known)
 		}
 		for i := range now {
 			if Changed(known[i], now[i]) {
-				return now, nil
+				if !all {
+					return now, nil
+				}
+				if slices.Equal(readerNames(known), ref) {
+					c.lastList = ref
+					return now, nil // known is every reader: now is the whole answer
+				}
+				return c.fullStatus(ctx, nil)
 			}
 		}
 		known = now // only flags a slot ignores moved: wait again from here
 	}
+}
+
+// fullStatus is Status that remembers the reader list it reports for the next Wait.
+// Called with waitMu held.
+func (c *Context) fullStatus(ctx context.Context, names []string) ([]ReaderState, error) {
+	st, err := c.Status(ctx, names)
+	if err == nil {
+		c.lastList = readerNames(st)
+	}
+	return st, err
+}
+
+// containsAll reports whether every reader of known is in names.
+func containsAll(names []string, known []ReaderState) bool {
+	for _, k := range known {
+		if !slices.Contains(names, k.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// pick returns the states of full for the readers of known, in known's order; all are
+// there (the caller checked).
+func pick(full, known []ReaderState) []ReaderState {
+	out := make([]ReaderState, len(known))
+	for i, k := range known {
+		for _, f := range full {
+			if f.Name == k.Name {
+				out[i] = f
+				break
+			}
+		}
+	}
+	return out
 }
 
 func (c *Context) isClosed() bool {
