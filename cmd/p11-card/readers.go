@@ -41,7 +41,7 @@ one of 'p11-card rig up') is used instead of the system's.`,
 }
 
 // newBackend opens the PC/SC service the commands use; tests put a fake here.
-var newBackend = defaultBackend
+var newBackend = slotmgr.NewPCSC
 
 // readerReport is one reader in `readers` (and, in part, in `watch`).
 type readerReport struct {
@@ -66,12 +66,8 @@ type usbReport struct {
 	text         string
 }
 
-// usbReaders lists USB CCID devices; tests put a fake here.
-var usbReaders = pcsc.USBReaders
-
-func usbOf(reader string, devs []pcsc.USBInfo) *usbReport {
-	d, ok := pcsc.MatchUSB(reader, devs)
-	if !ok {
+func usbOf(d *pcsc.USBInfo) *usbReport {
+	if d == nil {
 		return nil
 	}
 	return &usbReport{VID: fmt.Sprintf("%04x", d.VID), PID: fmt.Sprintf("%04x", d.PID), Manufacturer: d.Manufacturer,
@@ -100,7 +96,7 @@ func tokenOf(t cards.Token) *tokenReport {
 }
 
 func reportOf(s slotmgr.SlotInfo) readerReport {
-	r := readerReport{Slot: s.ID, Name: s.Reader, CardPresent: s.CardPresent, PINPad: s.PINPad}
+	r := readerReport{Slot: s.ID, Name: s.Reader, CardPresent: s.CardPresent, PINPad: s.PINPad, USB: usbOf(s.USB)}
 	if s.CardPresent {
 		r.ATR = strings.ToUpper(hex.EncodeToString(s.ATR))
 		if s.Present {
@@ -164,12 +160,9 @@ func runReaders(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer m.Close()
-	devs, _ := usbReaders() // quietly empty where no USB bus is visible
 	var rs []readerReport
 	for _, s := range m.Slots() {
-		r := reportOf(s)
-		r.USB = usbOf(s.Reader, devs)
-		rs = append(rs, r)
+		rs = append(rs, reportOf(s))
 	}
 	if *asJSON {
 		if rs == nil {

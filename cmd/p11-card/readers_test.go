@@ -76,13 +76,22 @@ func fakeService(t *testing.T) *slotmgrtest.Backend {
 	if err := b.Insert("Virtual PCD 00 00", cliCard{[]byte{0x3B, 0x00}}); err != nil {
 		t.Fatal(err)
 	}
-	useBackend(t, b)
-	old := usbReaders
-	usbReaders = func() ([]pcsc.USBInfo, error) {
-		return []pcsc.USBInfo{{VID: 0x1050, PID: 0x0407, Manufacturer: "Yubico", Product: "YubiKey OTP+FIDO+CCID", Serial: "", CCID: true, Bus: 1, Address: 4}}, nil
-	}
-	t.Cleanup(func() { usbReaders = old })
+	useBackend(t, usbBackend{b})
 	return b
+}
+
+// usbBackend adds a USB lookup to the fake service: one YubiKey on bus 1.
+type usbBackend struct{ *slotmgrtest.Backend }
+
+func (usbBackend) USB(readers []string) []*pcsc.USBInfo {
+	devs := []pcsc.USBInfo{{VID: 0x1050, PID: 0x0407, Manufacturer: "Yubico", Product: "YubiKey OTP+FIDO+CCID", CCID: true, Bus: 1, Address: 4}}
+	out := make([]*pcsc.USBInfo, len(readers))
+	for i, r := range readers {
+		if d, ok := pcsc.MatchUSB(r, devs); ok {
+			out[i] = &d
+		}
+	}
+	return out
 }
 
 func TestReadersText(t *testing.T) {
