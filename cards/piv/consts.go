@@ -55,6 +55,9 @@ const (
 	tagCCC         = 0x5FC107
 	tagSecurityObj = 0x5FC106
 	tagPrinted     = 0x5FC109 // printed information; YubiKeys keep the protected management key here
+	tagFacial      = 0x5FC108
+	tagFingerprint = 0x5FC103
+	tagIris        = 0x5FC121
 	tagKeyHistory  = 0x5FC10C
 	tagDiscovery   = 0x7E
 	tagAdminData   = 0x5FFF00 // Yubico: admin data (protected management key flags)

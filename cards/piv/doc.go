@@ -17,9 +17,12 @@
 //     objects with their own IDs: the key's ID plus 0x80 (9A→81, 9C→82, 9D→83, 9E→84,
 //     82…95→85…98), label "Attestation for …", handle "9a/attest". The attestation key's own
 //     certificate (object 5FFF01) is slot F9's certificate, ID 19.
-//   - Public data containers as data objects (CCC, CHUID, security object, discovery, key
-//     history), ID = the container's tag bytes, handle "data/5fc102", application "PIV",
-//     CKA_OBJECT_ID the container's OID from part 1 table 3.
+//   - PIV containers as data objects: CCC, CHUID, security object, discovery, key history,
+//     and, after a user login (they need the PIN), printed information, facial image,
+//     fingerprints and iris images, flagged Private. ID = the container's tag bytes,
+//     handle "data/5fc102", application "PIV", CKA_OBJECT_ID the container's OID from
+//     part 1 table 3. A printed-information object holding a YubiKey's PIN-protected
+//     management key is neither listed nor kept in memory.
 //   - Algorithms: RSA 1024/2048 and ECC P-256/P-384 everywhere; RSA 3072/4096, Ed25519 and
 //     X25519 on YubiKey 5.7. Sign: PKCS#1 v1.5 (padded by the driver), raw RSA, ECDSA (hash
 //     truncated or left-padded to the curve size, DER answer turned into r‖s), Ed25519 (whole
@@ -116,7 +119,8 @@
 // # Limits
 //
 // No secure messaging or VCI (contactless PIV), no biometric (match-on-card) PIN policies, no
-// PIN-derived management keys (the deprecated salt in admin data), no PIN-protected data
-// containers as objects (printed information, facial image, fingerprints, iris), no
-// brainpool curves, no card-side PKCS#1 unpadding.
+// PIN-derived management keys (the deprecated salt in admin data), no writing of data
+// containers (only deleting), no brainpool curves, no card-side PKCS#1 unpadding. Objects
+// are cached per insertion: what another process writes meanwhile shows after the card
+// is bound again.
 package piv

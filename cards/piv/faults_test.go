@@ -517,3 +517,47 @@ func TestCancelledMidChain(t *testing.T) {
 		t.Errorf("after a cancelled chain: %d APDUs %v, want SELECT first", n, ins)
 	}
 }
+
+func TestPrivateDataObjects(t *testing.T) {
+	for _, protected := range []bool{false, true} {
+		f := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) {
+			printed := apdu.TLVBytes(0x01, []byte("J. Doe"))
+			if protected {
+				printed = apdu.TLVBytes(0x88, apdu.TLVBytes(0x89, pivtest.DefaultMgmtKey))
+			}
+			_ = c.PutObject(pivtest.ObjectPrinted, printed)
+			_ = c.PutObject(0x5FC108, []byte{0xBC, 0x02, 0x01, 0x02})
+		})
+		datas := func() map[string]cards.Object {
+			objs, err := f.tok.Objects(ctxb, cards.Filter{Kind: cards.KindData})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]cards.Object{}
+			for _, o := range objs {
+				m[o.Handle] = o
+			}
+			return m
+		}
+		if m := datas(); len(m) != 1 {
+			t.Errorf("before login: %v", m)
+		}
+		mustLogin(t, f.tok, cards.RoleUser, "123456")
+		m := datas()
+		if o, ok := m["data/5fc108"]; !ok || !o.Private || o.Label != "Cardholder Facial Image" {
+			t.Errorf("facial image %+v", o)
+		}
+		if _, ok := m["data/5fc109"]; ok == protected {
+			t.Errorf("printed information listed %v with a protected key %v", ok, protected)
+		}
+		if protected {
+			if c := f.tok.data[tagPrinted]; c == nil || c.value != nil {
+				t.Error("the protected management key stays in the cache")
+			}
+		}
+		n, _ := f.conn.count(func() { datas() })
+		if n != 0 {
+			t.Errorf("private containers read again: %d APDUs", n)
+		}
+	}
+}

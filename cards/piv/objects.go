@@ -13,19 +13,26 @@ import (
 	"github.com/p11-card/p11-card/cards"
 )
 
-// dataObject is a PIV container shown as a data object (CKO_DATA): public containers only.
+// dataObject is a PIV container shown as a data object (CKO_DATA).
 type dataObject struct {
 	tag   uint32
 	label string
 	oid   asn1.ObjectIdentifier // SP 800-73-4 part 1 table 3
+	// private containers are read with the PIN (part 1 table 3): listed after a user
+	// login only.
+	private bool
 }
 
 var dataObjects = []dataObject{
-	{tagCCC, "Card Capability Container", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 1, 219, 0}},
-	{tagCHUID, "Card Holder Unique Identifier", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 48, 0}},
-	{tagSecurityObj, "Security Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 144, 0}},
-	{tagDiscovery, "Discovery Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 80}},
-	{tagKeyHistory, "Key History Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 96}},
+	{tagCCC, "Card Capability Container", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 1, 219, 0}, false},
+	{tagCHUID, "Card Holder Unique Identifier", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 48, 0}, false},
+	{tagSecurityObj, "Security Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 144, 0}, false},
+	{tagDiscovery, "Discovery Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 80}, false},
+	{tagKeyHistory, "Key History Object", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 96}, false},
+	{tagPrinted, "Printed Information", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 48, 1}, true},
+	{tagFacial, "Cardholder Facial Image", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 48}, true},
+	{tagFingerprint, "Cardholder Fingerprints", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 96, 16}, true},
+	{tagIris, "Cardholder Iris Images", asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 7, 2, 16, 21}, true},
 }
 
 // dataID is a data object's CKA_ID: its tag's bytes.
@@ -156,6 +163,9 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 		}
 	}
 	for _, d := range datas {
+		if d.private && !t.userIn {
+			continue // unreadable without the PIN; read after login
+		}
 		v, err := t.loadData(ctx, d.tag)
 		if err != nil {
 			return nil, err
@@ -166,7 +176,7 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 		oid, _ := asn1.Marshal(d.oid)
 		out = append(out, cards.Object{
 			Handle: fmt.Sprintf("data/%x", dataID(d.tag)), Kind: cards.KindData, ID: dataID(d.tag),
-			Label: d.label, Value: v, App: "PIV", OID: oid, Modifiable: true, Destroyable: true,
+			Label: d.label, Value: v, App: "PIV", OID: oid, Private: d.private, Modifiable: true, Destroyable: true,
 		})
 	}
 	return out, nil
@@ -250,16 +260,29 @@ func (t *Token) loadData(ctx context.Context, tag uint32) ([]byte, error) {
 	case err == nil:
 		if len(v) == 0 {
 			v = nil
+		} else if tag == tagPrinted && hasProtectedKey(v) {
+			// YubiKey tools keep the PIN-protected management key here: neither kept
+			// nor shown as an object's value.
+			zero(v)
+			v = nil
 		} else {
 			v = bytes.Clone(v)
 		}
-	case errors.Is(err, cards.ErrObjectNotFound), errors.Is(err, cards.ErrLoginRequired):
+	case errors.Is(err, cards.ErrObjectNotFound):
 		v = nil
+	case errors.Is(err, cards.ErrLoginRequired):
+		return nil, nil // not cached: readable after a login
 	default:
 		return nil, err
 	}
 	t.data[tag] = &dataCache{read: true, value: v}
 	return v, nil
+}
+
+func hasProtectedKey(v []byte) bool {
+	k, err := parseProtectedMgmtKey(v)
+	zero(k)
+	return !errors.Is(err, errNoProtectedKey)
 }
 
 // parseHandle splits "9a/cert" into the slot and the part; data objects give slot nil and
