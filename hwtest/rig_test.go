@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,10 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
-
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
+	"github.com/p11-card/p11-card/pcsc"
 )
 
 // rigCard is the simplest card: it holds no application (SELECT answers 6A82, so no
@@ -50,40 +48,45 @@ func (c *rigCard) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return append(append([]byte(nil), cmd[:4]...), 0x90, 0x00), nil
 }
 
-func scardContext(t *testing.T) *scard.Context {
+// rigPCSC is a PC/SC context on the shared rig, closed at cleanup.
+func rigPCSC(t *testing.T) *pcsc.Context {
 	t.Helper()
 	testRig(t)
-	sc, err := scard.EstablishContext()
+	c, err := pcsc.Establish(context.Background())
 	if err != nil {
-		t.Fatalf("EstablishContext: %v", err)
+		t.Fatalf("Establish: %v", err)
 	}
-	t.Cleanup(func() { sc.Release() })
-	return sc
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
-func scardConnect(t *testing.T, sc *scard.Context, reader string) *scard.Card {
+func rigConnect(t *testing.T, c *pcsc.Context, reader string) *pcsc.Card {
 	t.Helper()
-	k, err := sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
+	k, err := c.Connect(context.Background(), reader)
 	if err != nil {
 		t.Fatalf("connect %q: %v", reader, err)
 	}
-	t.Cleanup(func() { k.Disconnect(scard.LeaveCard) })
+	t.Cleanup(func() { k.Close() })
 	return k
 }
 
-func readerFlags(t *testing.T, sc *scard.Context, reader string) (scard.StateFlag, []byte) {
+func rigState(t *testing.T, c *pcsc.Context, reader string) pcsc.ReaderState {
 	t.Helper()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	if err := sc.GetStatusChange(rs, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
-		t.Fatalf("GetStatusChange %q: %v", reader, err)
+	st, err := c.Status(context.Background(), []string{reader})
+	if err != nil {
+		t.Fatalf("status %q: %v", reader, err)
 	}
-	return rs[0].EventState, rs[0].Atr
+	return st[0]
+}
+
+func rigTransmit(k *pcsc.Card, cmd []byte) ([]byte, error) {
+	return k.Transmit(context.Background(), cmd)
 }
 
 func TestRigReaders(t *testing.T) {
 	r := testRig(t)
-	sc := scardContext(t)
-	got, err := sc.ListReaders()
+	sc := rigPCSC(t)
+	got, err := sc.Readers(context.Background())
 	if err != nil {
 		t.Fatalf("ListReaders: %v", err)
 	}
@@ -106,32 +109,31 @@ func TestRigReaders(t *testing.T) {
 
 func TestRigInsertRemove(t *testing.T) {
 	r := testRig(t)
-	sc := scardContext(t)
+	sc := rigPCSC(t)
 	for _, i := range []int{0, 3} {
 		reader := r.ReaderName(i)
 		c := newRigCard()
 		insert(t, i, c)
-		flags, atr := readerFlags(t, sc, reader)
-		if flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
-			t.Fatalf("after Insert, %q: flags %#x ATR %X; want present with %X", reader, flags, atr, c.ATR())
+		if st := rigState(t, sc, reader); !st.Present || !bytes.Equal(st.ATR, c.ATR()) {
+			t.Fatalf("after Insert, %q: %v; want present with %X", reader, st, c.ATR())
 		}
 		// A client program in another process sees it too.
 		out := runTool(t, "opensc-tool", "--reader", fmt.Sprint(i), "--atr")
 		if !strings.Contains(strings.ToLower(strings.ReplaceAll(out, ":", "")), fmt.Sprintf("%x", c.ATR())) {
 			t.Errorf("opensc-tool --atr on reader %d:\n%s", i, out)
 		}
-		k := scardConnect(t, sc, reader)
-		resp, err := k.Transmit([]byte{0x00, 0xCA, 0x01, 0x02, 0x00})
+		k := rigConnect(t, sc, reader)
+		resp, err := rigTransmit(k, []byte{0x00, 0xCA, 0x01, 0x02, 0x00})
 		if err != nil || !bytes.Equal(resp, []byte{0x00, 0xCA, 0x01, 0x02, 0x90, 0x00}) {
 			t.Errorf("transmit: %X, %v", resp, err)
 		}
-		k.Disconnect(scard.LeaveCard)
+		k.Close()
 		if err := r.Insert(context.Background(), i, newRigCard()); err == nil {
 			t.Errorf("second Insert into reader %d succeeded", i)
 		}
 		remove(t, i)
-		if flags, _ := readerFlags(t, sc, reader); flags&scard.StateEmpty == 0 {
-			t.Errorf("after Remove, %q: flags %#x; want empty", reader, flags)
+		if st := rigState(t, sc, reader); !st.Empty {
+			t.Errorf("after Remove, %q: %v; want empty", reader, st)
 		}
 		if r.Present(i) {
 			t.Errorf("Present(%d) after Remove", i)
@@ -144,40 +146,40 @@ func TestRigInsertRemove(t *testing.T) {
 
 func TestRigResetControl(t *testing.T) {
 	r := testRig(t)
-	sc := scardContext(t)
+	sc := rigPCSC(t)
 	c := newRigCard()
 	insert(t, 1, c)
-	k := scardConnect(t, sc, r.ReaderName(1))
+	k := rigConnect(t, sc, r.ReaderName(1))
 	before := c.resets.Load()
-	if err := k.Reconnect(scard.ShareShared, scard.ProtocolAny, scard.ResetCard); err != nil {
+	if err := k.Reconnect(context.Background(), true); err != nil {
 		t.Fatalf("reconnect with reset: %v", err)
 	}
 	if c.resets.Load() <= before {
 		t.Errorf("a reset through pcscd did not reach the card (resets %d → %d)", before, c.resets.Load())
 	}
-	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+	if _, err := rigTransmit(k, []byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
 		t.Errorf("transmit after reset: %v", err)
 	}
 }
 
 func TestRigFaultRemoval(t *testing.T) {
 	r := testRig(t)
-	sc := scardContext(t)
+	sc := rigPCSC(t)
 	f := &vcard.Faults{RemoveAt: 2}
 	insert(t, 2, vcard.WithFaults(newRigCard(), f))
-	k := scardConnect(t, sc, r.ReaderName(2))
-	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+	k := rigConnect(t, sc, r.ReaderName(2))
+	if _, err := rigTransmit(k, []byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
 		t.Fatalf("first command: %v", err)
 	}
 	// vpcd turns the closed socket into an empty answer (no status word); a client
 	// sees either that or an error, never a response APDU.
-	if resp, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err == nil && len(resp) >= 2 {
+	if resp, err := rigTransmit(k, []byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err == nil && len(resp) >= 2 {
 		t.Fatalf("the command at which the card leaves was answered: %X", resp)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
-		if flags, _ := readerFlags(t, sc, r.ReaderName(2)); flags&scard.StateEmpty != 0 {
+		if rigState(t, sc, r.ReaderName(2)).Empty {
 			break
 		}
 		if ctx.Err() != nil {
@@ -193,8 +195,8 @@ func TestRigFaultRemoval(t *testing.T) {
 	if err := r.Insert(ctx, 2, c); err != nil {
 		t.Fatalf("insert after removal: %v", err)
 	}
-	if flags, atr := readerFlags(t, sc, r.ReaderName(2)); flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
-		t.Errorf("after re-insert: flags %#x ATR %X", flags, atr)
+	if st := rigState(t, sc, r.ReaderName(2)); !st.Present || !bytes.Equal(st.ATR, c.ATR()) {
+		t.Errorf("after re-insert: %v", st)
 	}
 }
 
@@ -209,16 +211,15 @@ func TestRigRestartPCSCD(t *testing.T) {
 		t.Fatalf("RestartPCSCD: %v", err)
 	}
 	t.Logf("pcscd restarted in %v", time.Since(start).Round(time.Millisecond))
-	sc := scardContext(t) // contexts from before the restart are dead
-	flags, atr := readerFlags(t, sc, r.ReaderName(0))
-	if flags&scard.StatePresent == 0 || !bytes.Equal(atr, c.ATR()) {
-		t.Fatalf("after restart: flags %#x ATR %X", flags, atr)
+	sc := rigPCSC(t) // contexts from before the restart are dead
+	if st := rigState(t, sc, r.ReaderName(0)); !st.Present || !bytes.Equal(st.ATR, c.ATR()) {
+		t.Fatalf("after restart: %v", st)
 	}
-	k := scardConnect(t, sc, r.ReaderName(0))
-	if _, err := k.Transmit([]byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
+	k := rigConnect(t, sc, r.ReaderName(0))
+	if _, err := rigTransmit(k, []byte{0x00, 0xA4, 0x04, 0x00, 0x00}); err != nil {
 		t.Errorf("transmit after restart: %v", err)
 	}
-	if names, err := sc.ListReaders(); err != nil || len(names) != r.Readers() {
+	if names, err := sc.Readers(context.Background()); err != nil || len(names) != r.Readers() {
 		t.Errorf("readers after restart: %q, %v", names, err)
 	}
 }
@@ -227,17 +228,17 @@ func TestRigRestartPCSCD(t *testing.T) {
 // TCP_QUICKACK renewed after every read it is ~55 ms (delayed ACKs); it must be far less.
 func TestRigRoundTrip(t *testing.T) {
 	r := testRig(t)
-	sc := scardContext(t)
+	sc := rigPCSC(t)
 	insert(t, 3, newRigCard())
-	k := scardConnect(t, sc, r.ReaderName(3))
+	k := rigConnect(t, sc, r.ReaderName(3))
 	cmd := []byte{0x00, 0xCA, 0x00, 0x00, 0x00}
 	for i := 0; i < 10; i++ { // warm up
-		k.Transmit(cmd)
+		rigTransmit(k, cmd)
 	}
 	const n = 300
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if _, err := k.Transmit(cmd); err != nil {
+		if _, err := rigTransmit(k, cmd); err != nil {
 			t.Fatalf("transmit %d: %v", i, err)
 		}
 	}
