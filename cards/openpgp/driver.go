@@ -76,6 +76,11 @@ func (d Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token
 		return nil, err
 	}
 	if err := t.readAppData(ctx); err != nil {
+		if errors.Is(err, cards.ErrBadCard) {
+			// Whatever answered the SELECT is no OpenPGP card we can use: let other
+			// drivers try.
+			return nil, fmt.Errorf("%w: %w", cards.ErrNotRecognized, err)
+		}
 		return nil, err
 	}
 	return t, nil

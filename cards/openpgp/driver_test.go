@@ -884,3 +884,12 @@ func TestAdminWithoutSecret(t *testing.T) {
 		}
 	})
 }
+
+// TestJunkAppData: a card that accepts the SELECT but answers 6E with garbage is not ours.
+func TestJunkAppData(t *testing.T) {
+	s := &scripted{b: script([]byte{0x90, 0x00}, []byte{0x6E, 0x05, 0x01, 0x02, 0x90, 0x00})}
+	_, err := openpgp.Driver{}.Open(ctx, s, []byte{0x3B, 0x00})
+	if !errors.Is(err, cards.ErrNotRecognized) || !errors.Is(err, cards.ErrBadCard) {
+		t.Fatalf("junk 6E: %v", err)
+	}
+}
