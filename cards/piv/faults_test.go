@@ -58,6 +58,7 @@ func TestStatusWordFaults(t *testing.T) {
 	}{
 		{0x6982, cards.ErrLoginRequired},
 		{0x6A80, cards.ErrBadInput},
+		{0x6A86, cards.ErrMechanismUnsupported},
 		{0x6A88, cards.ErrKeyNotFound},
 		{0x6F00, nil},
 	} {

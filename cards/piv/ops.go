@@ -64,7 +64,10 @@ func (t *Token) generalAuth(ctx context.Context, si *slotInfo, alg byte, tag apd
 		case errors.Is(err, apdu.ErrNotFound):
 			t.forget(si.slot)
 			return nil, fmt.Errorf("piv: slot %s: %w: %w", si.slot, cards.ErrKeyNotFound, err)
-		case errors.Is(err, apdu.ErrWrongData), errors.Is(err, apdu.ErrWrongP1P2):
+		case errors.Is(err, apdu.ErrWrongP1P2):
+			// The card takes no such algorithm for this key reference.
+			return nil, fmt.Errorf("piv: slot %s: %w: %w", si.slot, cards.ErrMechanismUnsupported, err)
+		case errors.Is(err, apdu.ErrWrongData):
 			return nil, fmt.Errorf("piv: slot %s: %w: %w", si.slot, cards.ErrBadInput, err)
 		}
 		return nil, fmt.Errorf("piv: slot %s: %w", si.slot, err)
