@@ -893,3 +893,24 @@ func TestJunkAppData(t *testing.T) {
 		t.Fatalf("junk 6E: %v", err)
 	}
 }
+
+func TestP521(t *testing.T) {
+	r := open(t, pgptest.ModeYubiKey)
+	r.loginSO(t)
+	obj, err := r.tok.GenerateKey(ctx, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgECP521})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.Key.Bits != 521 || len(obj.Key.ECPoint) != 133 {
+		t.Fatalf("P-521 key %+v", obj.Key)
+	}
+	h := make([]byte, 64)
+	rand.Read(h)
+	sig, err := r.tok.Sign(ctx, []byte{1}, cards.SignECDSA, h, &cards.Auth{PIN: []byte("123456")})
+	if err != nil || len(sig) != 132 {
+		t.Fatalf("P-521 signature %d bytes, %v", len(sig), err)
+	}
+	if !ecdsa.Verify(obj.Key.Public.(*ecdsa.PublicKey), h, new(big.Int).SetBytes(sig[:66]), new(big.Int).SetBytes(sig[66:])) {
+		t.Fatal("P-521 signature does not verify")
+	}
+}
