@@ -7,7 +7,8 @@
 //     the CKA_ID convention of OpenSC and ykcs11: 9A→01, 9C→02, 9D→03, 9E→04, 82…95→05…18,
 //     F9→19. Each slot gives a certificate, a public key and a private key object sharing the
 //     ID and the slot's label ("PIV Authentication", "Digital Signature", …). Handles are
-//     "9a/cert", "9a/pub", "9a/priv".
+//     "9a/cert", "9a/pub", "9a/priv". F9's private key signs attestations only (the card
+//     refuses it anything else), so F9 shows its certificate and public key, no private key.
 //   - Certificates from the slot's container (part 1 appendix A): 70 certificate, 71 CertInfo,
 //     with CertInfo 01 meaning gzip (read and, for certificates too big for a YubiKey
 //     object, written that way).
@@ -85,10 +86,10 @@
 //
 // A whole signing tool run (bind, find the key by ID, login, sign) is 6 APDUs; on the same
 // virtual YubiKey through pcscd, pkcs11-tool costs 30 with OpenSC 0.23 and 94 with ykcs11
-// 2.2 (hwtest TestPIVDriverAPDUsVersusOthers). Nothing is
-// selected or read twice within an operation; objects are read once per insertion and kept
-// until the token is dropped (slotmgr binds a new token on every insertion); nothing is read
-// that the filter does not ask for.
+// 2.2 (hwtest TestPIVDriverAPDUsVersusOthers). Nothing is selected or read twice within
+// an operation; objects are read once per insertion and kept until the token is dropped
+// (slotmgr binds a new token on every insertion); nothing is read that the filter does not
+// ask for.
 //
 // # Concurrency and state
 //
