@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,8 +19,23 @@ import (
 // readers attached, which hold a card and a token, IDs that never move, and a new
 // generation exactly when a card was inserted, swapped or lost its connection.
 func TestRandomOperations(t *testing.T) {
-	for _, healing := range []bool{false, true} {
-		t.Run(fmt.Sprintf("healing=%v", healing), func(t *testing.T) {
+	seeds := []int64{1, 2, 3}
+	if s := os.Getenv("SLOTMGR_RANDOM_SEEDS"); s != "" { // a longer hunt by hand
+		n, _ := strconv.Atoi(s)
+		for i := 4; i < 4+n; i++ {
+			seeds = append(seeds, int64(i))
+		}
+	}
+	for _, seed := range seeds {
+		for _, healing := range []bool{false, true} {
+			randomRun(t, seed, healing)
+		}
+	}
+}
+
+func randomRun(t *testing.T, seed int64, healing bool) {
+	{
+		t.Run(fmt.Sprintf("seed=%d/healing=%v", seed, healing), func(t *testing.T) {
 			b := slotmgrtest.New()
 			b.Healing = healing
 			e := start(t, b, slotmgr.Options{NoPINPad: true, RetryInterval: time.Millisecond})
@@ -39,7 +56,7 @@ func TestRandomOperations(t *testing.T) {
 			newGen := map[string]bool{}
 			maybeGen := map[string]bool{}
 			var maxGen uint64
-			rng := rand.New(rand.NewSource(1))
+			rng := rand.New(rand.NewSource(seed))
 			atrs := [][]byte{atrGood, atrGood2, atrUnknown}
 
 			for step := 0; step < 300; step++ {
@@ -75,12 +92,19 @@ func TestRandomOperations(t *testing.T) {
 							continue
 						}
 						if healing && string(world[m].card) == string(atrUnknown) {
-							maybeGen[m] = true // no connection of ours to lose
+							// No connection of ours to lose: a new generation only if the
+							// restarted counter differs.
+							maybeGen[m] = true
 						} else {
 							newGen[m] = true
 						}
 					}
 					what = "restart"
+					// The watcher learns of a restart on its own schedule (and may wipe
+					// the table meanwhile): let it take the restart in first.
+					if err := b.Settled(ctx); err != nil {
+						t.Fatalf("step %d: watcher never settled after a restart: %v", step, err)
+					}
 				default:
 					what = "nothing"
 				}

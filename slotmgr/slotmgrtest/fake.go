@@ -29,6 +29,10 @@ type Backend struct {
 	readers map[string]*reader
 	order   []string // reader names in attach order
 	changed chan struct{}
+	seq     uint64        // counts changes (notifyLocked)
+	idleAt  uint64        // seq at which a Wait last started blocking
+	idleN   int           // Waits blocked now
+	idle    chan struct{} // closed when a Wait starts blocking
 
 	// EstablishErr, when set, fails Establish while the service is up.
 	EstablishErr error
@@ -76,8 +80,33 @@ func nextInsertion() int {
 }
 
 func (b *Backend) notifyLocked() {
+	b.seq++
 	close(b.changed)
 	b.changed = make(chan struct{})
+}
+
+// Settled returns once a Wait is blocked on the world as it is now: the watcher has
+// taken in every change made so far (a service restart included) and waits for the
+// next. It returns ctx.Err() if that does not happen first.
+func (b *Backend) Settled(ctx context.Context) error {
+	b.mu.Lock()
+	for {
+		if b.idleN > 0 && b.idleAt == b.seq {
+			b.mu.Unlock()
+			return nil
+		}
+		if b.idle == nil {
+			b.idle = make(chan struct{})
+		}
+		ch := b.idle
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.mu.Lock()
+	}
 }
 
 // AddReader attaches a reader (no-op if it is there).
@@ -356,13 +385,25 @@ func (c *fctx) Wait(ctx context.Context, known []slotmgr.ReaderState) ([]slotmgr
 			return out, nil
 		}
 		ch := c.b.changed
+		c.b.idleN++
+		c.b.idleAt = c.b.seq
+		if c.b.idle != nil {
+			close(c.b.idle)
+			c.b.idle = nil
+		}
 		c.b.mu.Unlock()
+		var err error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			err = ctx.Err()
 		}
 		c.b.mu.Lock()
+		c.b.idleN--
+		if err != nil {
+			c.b.mu.Unlock()
+			return nil, err
+		}
 	}
 }
 
