@@ -127,7 +127,7 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 			if der != nil {
 				out = append(out, cards.Object{
 					Handle: handle(si.slot, "cert"), Kind: cards.KindCertificate, ID: []byte{si.id},
-					Label: si.label, Cert: der, Modifiable: true, Destroyable: true,
+					Label: si.label, Cert: der, Destroyable: true,
 				})
 			}
 		}
@@ -176,7 +176,7 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 		oid, _ := asn1.Marshal(d.oid)
 		out = append(out, cards.Object{
 			Handle: fmt.Sprintf("data/%x", dataID(d.tag)), Kind: cards.KindData, ID: dataID(d.tag),
-			Label: d.label, Value: v, App: "PIV", OID: oid, Private: d.private, Modifiable: true, Destroyable: true,
+			Label: d.label, Value: v, App: "PIV", OID: oid, Private: d.private, Destroyable: true,
 		})
 	}
 	return out, nil
