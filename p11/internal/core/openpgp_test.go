@@ -1,0 +1,95 @@
+package core
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/p11-card/p11-card/cards/openpgp"
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
+	"github.com/p11-card/p11-card/slotmgr"
+)
+
+// TestOpenPGPDriver runs core over the real OpenPGP driver and the virtual card: the
+// signature key needs the PIN for every signature (context-specific login), RSA
+// decryption is padded on the card, no raw RSA mechanisms are offered.
+func TestOpenPGPDriver(t *testing.T) {
+	card := pgptest.MustNew(pgptest.Options{})
+	sigKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	decKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	autKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for i, k := range []crypto.PrivateKey{sigKey, decKey, autKey} {
+		if err := card.PutKey(i, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := &transmitConn{t: card}
+	tok, err := openpgp.Driver{}.Open(context.Background(), conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	genCounter++
+	src.removed = make(chan struct{})
+	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "OpenPGP reader", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
+	m := newApp(t, src)
+	mechs, err := m.Mechanisms(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mt := range mechs {
+		if mt == CKM_RSA_X_509 || mt == CKM_RSA_PKCS_PSS || mt == CKM_RSA_PKCS_OAEP {
+			t.Errorf("mechanism %#x offered without raw RSA", mt)
+		}
+	}
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	login(t, m, s)
+	msg := []byte("openpgp")
+	sum := sha256.Sum256(msg)
+	sig := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	always := attr(t, m, s, sig, CKA_ALWAYS_AUTHENTICATE).Value
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, sig), CKR_OK)
+	if len(always) == 1 && always[0] == 1 {
+		wantRV(t, m.Login(s, CKU_CONTEXT_SPECIFIC, []byte("123456")), CKR_OK)
+	} else {
+		wantRV(t, m.Login(s, CKU_CONTEXT_SPECIFIC, []byte("123456")), CKR_OPERATION_NOT_INITIALIZED)
+	}
+	out, err := m.Sign(s, msg, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(&sigKey.PublicKey, crypto.SHA256, sum[:], out); err != nil {
+		t.Errorf("signature: %v", err)
+	}
+	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, &decKey.PublicKey, msg)
+	wantRV(t, m.DecryptInit(s, Mechanism{Type: CKM_RSA_PKCS}, find1(t, m, s, CKO_PRIVATE_KEY, 2)), CKR_OK)
+	if pt, err := m.Decrypt(s, ct, 256); err != nil || string(pt) != "openpgp" {
+		t.Errorf("decrypt %q %v", pt, err)
+	}
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_ECDSA}, find1(t, m, s, CKO_PRIVATE_KEY, 3)), CKR_OK)
+	out, err = m.Sign(s, sum[:], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.Verify(&autKey.PublicKey, sum[:], new(bigInt).SetBytes(out[:32]), new(bigInt).SetBytes(out[32:])) {
+		t.Error("authentication key signature")
+	}
+}
+
+// transmitConn serves any in-process card as a cards.Conn.
+type transmitConn struct {
+	pivConn
+	t interface {
+		Transmit(ctx context.Context, cmd []byte) ([]byte, error)
+	}
+}
+
+func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	return c.t.Transmit(ctx, cmd)
+}
+
