@@ -92,4 +92,3 @@ type transmitConn struct {
 func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	return c.t.Transmit(ctx, cmd)
 }
-
