@@ -403,3 +403,76 @@ func TestPIVDriverAPDUsVersusOthers(t *testing.T) {
 		})
 	}
 }
+
+// drvPlainPIV is the virtual card without Yubico's extensions and with an ATR that offers
+// no extended lengths: the driver falls back to short APDUs, chaining and GET RESPONSE,
+// which pcscd and vpcd carry as they are.
+type drvPlainPIV struct{ *pivtest.Card }
+
+func (c drvPlainPIV) ATR() []byte {
+	return []byte{0x3B, 0x88, 0x80, 0x01, 'p', 'l', 'a', 'i', 'n', 'P', 'I', 'V', 0x5C}
+}
+func (c drvPlainPIV) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) >= 2 && cmd[1] >= 0xF6 {
+		return []byte{0x6D, 0x00}, nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+func TestPIVDriverPlainCardShortAPDUs(t *testing.T) {
+	ctx := context.Background()
+	r := testRig(t)
+	card := pivtest.MustNew(pivtest.Options{})
+	if _, err := card.GenerateInSlot(0x9A, pivtest.AlgRSA2048); err != nil {
+		t.Fatal(err)
+	}
+	if err := card.SetCHUID(); err != nil {
+		t.Fatal(err)
+	}
+	log := &vcard.Log{}
+	insert(t, 2, vcard.WithLog(drvPlainPIV{card}, log))
+	pc, err := pcsc.Establish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	conn, err := pc.Connect(ctx, r.ReaderName(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok, err := cards.Bind(ctx, conn, conn.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in := tok.Info(); in.Manufacturer != "PIV" || len(in.Serial) != 16 {
+		t.Errorf("info %+v", in)
+	}
+	objs, err := tok.Objects(ctx, cards.Filter{ID: []byte{1}})
+	if err != nil || len(objs) != 3 {
+		t.Fatalf("objects %v %v", objs, err)
+	}
+	if log.CountINS(0xC0) == 0 {
+		t.Errorf("no GET RESPONSE: the certificate came in one short answer?\n%s", log)
+	}
+	h := sha256.Sum256([]byte("short"))
+	digestInfo := append([]byte{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20}, h[:]...)
+	sig, err := tok.Sign(ctx, []byte{1}, cards.SignRSAPKCS1, digestInfo, &cards.Auth{PIN: []byte("123456")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(card.PublicKey(0x9A).(*rsa.PublicKey), crypto.SHA256, h[:], sig); err != nil {
+		t.Error(err)
+	}
+	if err := tok.Login(ctx, cards.RoleSO, []byte(drvMgmtHex)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tok.WriteCertificate(ctx, []byte{3}, objs[0].Cert); err != nil {
+		t.Fatalf("chained PUT DATA: %v", err)
+	}
+	for _, e := range log.Entries() {
+		if len(e.Cmd) > 5+255+1 {
+			t.Errorf("an extended APDU went to a card that does not offer them: % X…", e.Cmd[:8])
+		}
+	}
+}

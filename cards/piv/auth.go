@@ -212,29 +212,37 @@ func (t *Token) random() io.Reader {
 
 // mgmtAlgorithm learns the management key's algorithm: GET METADATA of 9B on a YubiKey
 // 5.3+ (once), else 3DES (the only one older cards have).
-func (t *Token) mgmtAlgorithm(ctx context.Context) (byte, error) {
+// Without metadata the algorithm is guessed from the key's length (16 bytes AES-128,
+// 32 AES-256, 24 3DES and, if the card refuses that, AES-192) and remembered once a
+// key was accepted.
+func (t *Token) mgmtAlgorithm(ctx context.Context, keyLen int) (alg byte, guessed bool, err error) {
 	if t.mgmtAlg != 0 {
-		return t.mgmtAlg, nil
+		return t.mgmtAlg, false, nil
 	}
 	if !t.hasMeta {
-		t.mgmtAlg = alg3DES
-		return t.mgmtAlg, nil
+		switch keyLen {
+		case 16:
+			return algAES128, true, nil
+		case 32:
+			return algAES256, true, nil
+		}
+		return alg3DES, true, nil
 	}
 	b, err := t.do(ctx, apdu.Command{INS: insGetMetadata, P2: refMgmt, Ne: t.maxNe()})
 	if err != nil {
-		return 0, fmt.Errorf("piv: management key metadata: %w", err)
+		return 0, false, fmt.Errorf("piv: management key metadata: %w", err)
 	}
 	m, err := parseMetadata(b)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	switch m.Alg {
 	case alg3DES, algAES128, algAES192, algAES256:
 	default:
-		return 0, badCard("management key of algorithm %02X", m.Alg)
+		return 0, false, badCard("management key of algorithm %02X", m.Alg)
 	}
 	t.mgmtAlg, t.mgmtMeta = m.Alg, &m
-	return t.mgmtAlg, nil
+	return t.mgmtAlg, false, nil
 }
 
 func mgmtCipher(alg byte, key []byte) (cipher.Block, error) {
@@ -252,21 +260,30 @@ func mgmtCipher(alg byte, key []byte) (cipher.Block, error) {
 // and appendix A.1; Yubico's 9B): the card's witness decrypted, our challenge encrypted by
 // the card and checked. Two APDUs.
 func (t *Token) mgmtAuth(ctx context.Context, key []byte) error {
-	alg, err := t.mgmtAlgorithm(ctx)
+	alg, guessed, err := t.mgmtAlgorithm(ctx, len(key))
 	if err != nil {
 		return err
 	}
-	blk, err := mgmtCipher(alg, key)
-	if err != nil {
-		return err
+	var blk cipher.Block
+	var b []byte
+	var cmd apdu.Command
+	for {
+		if blk, err = mgmtCipher(alg, key); err != nil {
+			return err
+		}
+		cmd = apdu.Command{INS: insGeneralAuth, P1: alg, P2: refMgmt, Ne: apdu.MaxShortNe,
+			Data: apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagWitness))}
+		b, err = t.do(ctx, cmd)
+		if err != nil && guessed && alg == alg3DES && errors.Is(err, apdu.ErrWrongP1P2) {
+			alg, guessed = algAES192, false // a 24-byte key that is not 3DES
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("piv: management key witness: %w", err)
+		}
+		break
 	}
 	bs := blk.BlockSize()
-	cmd := apdu.Command{INS: insGeneralAuth, P1: alg, P2: refMgmt, Ne: apdu.MaxShortNe,
-		Data: apdu.TLVBytes(tagDynAuth, apdu.TLVBytes(tagWitness))}
-	b, err := t.do(ctx, cmd)
-	if err != nil {
-		return fmt.Errorf("piv: management key witness: %w", err)
-	}
 	w, err := parseDynAuth(b, tagWitness)
 	if err != nil {
 		return err
@@ -299,6 +316,7 @@ func (t *Token) mgmtAuth(ctx context.Context, key []byte) error {
 		return badCard("the card's answer to our challenge is wrong: it does not hold the management key")
 	}
 	trace.Printf("piv", "management key authenticated (algorithm %02X)", alg)
+	t.mgmtAlg = alg
 	return nil
 }
 

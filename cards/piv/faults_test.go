@@ -145,6 +145,19 @@ func TestPlainPIVCard(t *testing.T) {
 	if err != nil || !st.Verified {
 		t.Errorf("PIN status %+v %v", st, err)
 	}
+	// The card's management key is AES-192 (firmware 5.7 default) and nothing tells: the
+	// first login finds out (3DES refused with 6A86), later ones know.
+	n, ins := conn.count(func() { mustLogin(t, tok, cards.RoleSO, defaultMgmtHex) })
+	if n != 3 {
+		t.Errorf("first SO login: %v", ins)
+	}
+	n, ins = conn.count(func() { mustLogin(t, tok, cards.RoleSO, defaultMgmtHex) })
+	if n != 2 {
+		t.Errorf("second SO login: %v", ins)
+	}
+	if err := tok.Login(ctxb, cards.RoleSO, []byte(strings.Repeat("ab", 16))); !errors.Is(err, cards.ErrPINLength) {
+		t.Errorf("AES-128 key for an AES-192 card: %v", err)
+	}
 }
 
 func chuid2(guid []byte) chuid { return chuid{GUID: guid} }
