@@ -46,7 +46,8 @@
 //	CKU_SO              management key (9B), given as hex: 48 digits (3DES or AES-192),
 //	                    32 (AES-128) or 64 (AES-256), as ykcs11 takes it. Login: mutual
 //	                    GENERAL AUTHENTICATE; the algorithm comes from GET METADATA of 9B
-//	                    (5.3+), else 3DES. ChangePIN(RoleSO): SET MANAGEMENT KEY.
+//	                    (5.3+), else from the key's length (24 bytes: 3DES, and AES-192
+//	                    when the card refuses 3DES). ChangePIN(RoleSO): SET MANAGEMENT KEY.
 //	RolePUK             PUK (81). No login: Unblock(RolePUK, puk, newPIN) is RESET RETRY
 //	                    COUNTER; ChangePIN(RolePUK) changes the PUK.
 //	CKU_CONTEXT_SPECIFIC  the PIN again, for keys with PIN policy "always" (9C by default):
