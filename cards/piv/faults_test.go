@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha512"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -573,5 +575,21 @@ func TestPrivateDataObjects(t *testing.T) {
 		if n != 0 {
 			t.Errorf("private containers read again: %d APDUs", n)
 		}
+	}
+}
+
+func TestECDSAHashTruncated(t *testing.T) {
+	f := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9E, pivtest.AlgECCP256) })
+	h := sha512.Sum512([]byte("long hash"))
+	sig, err := f.tok.Sign(ctxb, []byte{4}, cards.SignECDSA, h[:], nil) // 9E: PIN policy never
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := f.card.PublicKey(0x9E).(*ecdsa.PublicKey)
+	if !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		t.Error("signature over a SHA-512 hash truncated to P-256 does not verify")
+	}
+	if _, err := f.tok.Sign(ctxb, []byte{4}, cards.SignECDSA, nil, nil); !errors.Is(err, cards.ErrInputLength) {
+		t.Errorf("empty hash: %v", err)
 	}
 }
