@@ -15,11 +15,14 @@
 // A card in a reader gets a generation (Gen), unique across all slots: a new one for every
 // insertion and every swap, including a swap between two reads of the reader state (seen
 // through pcsc-lite's per-reader event counter), and for every card after the PC/SC
-// service is lost or restarts, since all handles die with it. A restart can be silent (package
-// pcsc re-establishes its contexts inside, and pcsc-lite's counter starting again can
-// show the same count): the manager then notices that the reader no longer reads "in
-// use" although it holds a connection there. Present means a driver is bound; a card
-// no driver takes, a mute card or a failed bind leaves a slot without token, with Err set.
+// service is lost or restarts, since all handles die with it. When the watcher's Wait
+// fails, the tokens bound before it began end at once; if the service answers again
+// the readers stay listed and their cards are bound afresh, else the table empties
+// until it is back. A restart can also be silent (package pcsc re-establishes its
+// contexts inside, and pcsc-lite's counter starting again can show the same count): any
+// read then sees that a reader where we hold a connection no longer reads "in use".
+// Present means a driver is bound; a card no driver takes, a mute card or a failed bind
+// leaves a slot without token, with Err set.
 // When a generation ends its Removed channel is closed and its Conn answers
 // ErrTokenRemoved from then on: the engine drops the sessions of that generation
 // (pkcs11-usage.md §3.4) and an old session's Conn can never reach a new card.

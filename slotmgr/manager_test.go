@@ -1354,3 +1354,27 @@ func TestRescanRacingClose(t *testing.T) {
 		}
 	}
 }
+
+// Settled lets a test wait for the watcher itself (no Rescan): once the watcher blocks
+// on the current world, the table shows it.
+func TestSettled(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	e := start(t, b, slotmgr.Options{NoPINPad: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.RemoveReader("R")
+	if err := b.Settled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.m.Slots(); len(s) != 0 {
+		t.Errorf("after the watcher settled: %s", dump(s))
+	}
+	b.AddReader("R")
+	if err := b.Settled(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.m.Slots(); len(s) != 1 || s[0].ID != 1 {
+		t.Errorf("after the watcher settled: %s", dump(s))
+	}
+}

@@ -136,11 +136,33 @@ func (w *watcher) step() {
 		if m.life.Err() != nil {
 			return
 		}
+		// The service failed or restarted under the Wait. Every card we connected before
+		// the Wait began had its handle on the old service: those generations end now.
+		// The readers stay listed unless the service cannot be reached again (the next
+		// step re-establishes at once, and empties the table if it cannot).
 		m.opt.Logf("slotmgr: wait: %v", err)
 		w.closeCtx()
-		m.lose(err, nil)
+		m.endConnected(seq)
 		w.fails++
 	}
+}
+
+// endConnected ends the generations of the tokens bound no later than read seq (their
+// connections predate a service failure). Tokens bound since are left to the in-use
+// check of the next read.
+func (m *Manager) endConnected(seq uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dirty := map[*slot]bool{}
+	for _, s := range m.order {
+		if i := s.inst; i != nil && i.token != nil && i.boundAt <= seq {
+			m.opt.Logf("slotmgr: slot %d: connection lost with the service, gen %d ends", s.id, i.gen)
+			m.teardown(i)
+			s.inst = nil
+			dirty[s] = true
+		}
+	}
+	m.bumpLocked(dirty)
 }
 
 // scan reads reader names and states through the watch context.
