@@ -180,7 +180,7 @@ func TestSlotmgrInsertRemoveSwap(t *testing.T) {
 			bindLat = append(bindLat, time.Since(t3))
 		}
 	}
-	t.Logf("insertion → token smBound (after pcscd reported the card): %v", bindLat)
+	t.Logf("insertion → token bound (after pcscd reported the card): %v", bindLat)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("removal → slot event latency (socket close to Removed closed): min %v median %v max %v",
 		lat[0], lat[len(lat)/2], lat[len(lat)-1])
