@@ -250,6 +250,15 @@ func TestAttestationKeySlotF9(t *testing.T) {
 	if n != 0 {
 		t.Errorf("sign with F9 sent %d APDUs", n)
 	}
+	g := newFixture(t, pivtest.Options{}, nil)
+	n, _ = g.conn.count(func() {
+		if objs, err := g.tok.Objects(ctxb, cards.Filter{ID: []byte{0x19}, Kind: cards.KindPrivateKey}); err != nil || len(objs) != 0 {
+			t.Errorf("F9 private key: %v %v", objs, err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("looking for F9's private key sent %d APDUs", n)
+	}
 	if ks := f.tok.KeySlots(); len(ks) != 24 {
 		t.Errorf("%d key slots", len(ks))
 	}

@@ -114,7 +114,7 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 		// The key first: on a YubiKey its metadata is the cheapest first command of a
 		// transaction (an empty slot answers 6A88, which no other application gives).
 		var ks *keyState
-		if needKey {
+		if needKey && (si.slot != 0xF9 || want(cards.KindPublicKey)) {
 			if ks, err = t.loadKey(ctx, si); err != nil {
 				return nil, err
 			}
