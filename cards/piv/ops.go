@@ -19,7 +19,7 @@ import (
 // keyOp prepares a private key operation inside an open transaction: the slot for the
 // CKA_ID key, its key (read if this insertion has not read it yet), and the VERIFY of
 // auth's PIN right before the operation.
-func (t *Token) keyOp(ctx context.Context, id []byte, auth *Auth) (*slotInfo, *keyState, error) {
+func (t *Token) keyOp(ctx context.Context, id []byte, auth *cards.Auth) (*slotInfo, *keyState, error) {
 	si, ok := slotByID(id)
 	if !ok {
 		return nil, nil, fmt.Errorf("piv: key %X: %w", id, cards.ErrKeyNotFound)
@@ -41,9 +41,6 @@ func (t *Token) keyOp(ctx context.Context, id []byte, auth *Auth) (*slotInfo, *k
 	}
 	return si, ks, nil
 }
-
-// Auth is cards.Auth (an alias keeps signatures short).
-type Auth = cards.Auth
 
 // generalAuth sends GENERAL AUTHENTICATE with the key in slot: 7C { 82 empty, tag in }
 // (81 for sign and decrypt, 85 for key agreement) and returns 82's value (1 APDU; chained
@@ -79,7 +76,7 @@ func (t *Token) generalAuth(ctx context.Context, si *slotInfo, alg byte, tag apd
 // raw; ECDSA takes the hash, truncated or left-padded to the curve size, and the card's DER
 // signature comes back as r‖s; EdDSA takes the whole message. One APDU (plus VERIFY when
 // auth is given, plus the key's metadata or certificate if this insertion has not read it).
-func (t *Token) Sign(ctx context.Context, key []byte, scheme cards.SignScheme, in []byte, auth *Auth) ([]byte, error) {
+func (t *Token) Sign(ctx context.Context, key []byte, scheme cards.SignScheme, in []byte, auth *cards.Auth) ([]byte, error) {
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -171,7 +168,7 @@ func rsaBlock(ks *keyState, bits int, in []byte) ([]byte, error) {
 // Decrypt is the raw RSA private operation (1 APDU). PIV cards do not remove padding, so
 // DecryptRSAPKCS1 gives cards.ErrMechanismUnsupported: the caller unpads DecryptRSARaw's
 // block (in constant time).
-func (t *Token) Decrypt(ctx context.Context, key []byte, scheme cards.DecryptScheme, in []byte, auth *Auth) ([]byte, error) {
+func (t *Token) Decrypt(ctx context.Context, key []byte, scheme cards.DecryptScheme, in []byte, auth *cards.Auth) ([]byte, error) {
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return nil, err
@@ -207,7 +204,7 @@ func (t *Token) Decrypt(ctx context.Context, key []byte, scheme cards.DecryptSch
 
 // Derive is ECDH (P-256, P-384: peer is an uncompressed point) or X25519 (peer is 32
 // bytes): GENERAL AUTHENTICATE with tag 85, 1 APDU. The peer is checked before it is sent.
-func (t *Token) Derive(ctx context.Context, key []byte, peer []byte, auth *Auth) ([]byte, error) {
+func (t *Token) Derive(ctx context.Context, key []byte, peer []byte, auth *cards.Auth) ([]byte, error) {
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return nil, err
