@@ -48,7 +48,7 @@ func handle(s Slot, what string) string { return s.String() + "/" + what }
 //   - public keys: the same metadata (it holds the public key), else the certificate;
 //   - certificates: the certificate objects; attestation statements (ATTEST) for slots
 //     whose key the card generated;
-//   - data objects: the public PIV containers.
+//   - data objects: the PIV containers; those that need the PIN only after a user login.
 //
 // A filter with an ID picks one slot (01…19), one attestation (81…98) or one container
 // (its tag bytes); an ID naming nothing costs no APDU.
