@@ -9,6 +9,7 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -553,5 +554,94 @@ func TestModuleCLI(t *testing.T) {
 	}
 	if err != nil || !tr.OK {
 		t.Errorf("p11-card test: %v\n%s", err, b)
+	}
+}
+
+func TestModuleSwapInvalidatesSessions(t *testing.T) {
+	r := testRig(t)
+	a := modCard(t, pivtest.Options{Serial: 1111})
+	_ = a
+	b, err := pivtest.New(pivtest.Options{Serial: 2222})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GenerateInSlot(0x9A, pivtest.AlgRSA2048); err != nil {
+		t.Fatal(err)
+	}
+	so, client := modBuild(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, client, so, modPIN, "swap")
+	cmd.Env = append(os.Environ(), r.Env()...)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "ready" {
+			remove(t, 0)
+			ictx, icancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := r.Insert(ictx, 0, b); err != nil {
+				t.Fatal(err)
+			}
+			icancel()
+			fmt.Fprintln(stdin)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("client: %v\n%s\n%s", err, strings.Join(lines, "\n"), stderr.String())
+	}
+	got := strings.Join(lines, "\n")
+	for _, want := range []string{"serial: 1111", "old session: CKR_SESSION_HANDLE_INVALID", "old session sign: CKR_SESSION_HANDLE_INVALID",
+		"new session: CKR_OK", "new session state: 0", "old key handle: CKR_OBJECT_HANDLE_INVALID", "serial: 2222"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("swap: want %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestModuleEdDSA(t *testing.T) {
+	testRig(t)
+	c, err := pivtest.New(pivtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GenerateInSlot(0x9A, pivtest.AlgEd25519); err != nil {
+		t.Fatal(err)
+	}
+	insert(t, 0, c)
+	msg := []byte("edwards")
+	data := writeFile(t, "data", msg)
+	sig := filepath.Join(t.TempDir(), "sig")
+	if out := ptool(t, "-O", "--type", "pubkey", "--id", "01"); !strings.Contains(out, "EC_EDWARDS") && !strings.Contains(out, "EDDSA") && !strings.Contains(out, "Ed25519") {
+		t.Logf("pkcs11-tool shows the key as:\n%s", out)
+	}
+	ptool(t, "--sign", "--login", "--pin", modPIN, "--id", "01", "-m", "EDDSA", "--input-file", data, "--output-file", sig)
+	if !ed25519.Verify(c.PublicKey(0x9A).(ed25519.PublicKey), msg, readFile(t, sig)) {
+		t.Error("EdDSA signature rejected by crypto/ed25519")
+	}
+}
+
+func TestModuleNoPCSCD(t *testing.T) {
+	so, _ := modBuild(t)
+	needTool(t, "pkcs11-tool")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "pkcs11-tool", "--module", so, "-L")
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+filepath.Join(t.TempDir(), "no-pcscd.comm"))
+	start := time.Now()
+	// pkcs11-tool exits 1 when there is no slot: only its output counts.
+	out, err := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "No slots") || strings.Contains(string(out), "error") {
+		t.Errorf("without pcscd: %v\n%s", err, out)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v without pcscd", d)
 	}
 }

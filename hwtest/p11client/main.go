@@ -8,9 +8,14 @@
 //	                                  # and then the return value of C_Sign and of a
 //	                                  # later C_GetSessionInfo
 //	p11client MODULE PIN conformance  # a table of edge cases; prints one line per case
+//	p11client MODULE PIN swap         # logs in, prints "ready", waits for a line on
+//	                                  # stdin (the test swaps the card), then prints the
+//	                                  # return values of calls on the old session and
+//	                                  # the new token's serial
 package main
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"os"
@@ -48,6 +53,8 @@ func main() {
 		removal(p, slot, pin)
 	case "conformance":
 		conformance(p, slot, pin)
+	case "swap":
+		swap(p, slot, pin)
 	default:
 		fail("unknown command %q", os.Args[3])
 	}
@@ -199,4 +206,33 @@ func conformance(p *pkcs11.Ctx, slot uint, pin string) {
 	check("bad slot", err, "CKR_SLOT_ID_INVALID")
 	_, err = p.OpenSession(slot, 0)
 	check("no serial flag", err, "CKR_SESSION_PARALLEL_NOT_SUPPORTED")
+}
+
+func swap(p *pkcs11.Ctx, slot uint, pin string) {
+	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		fail("OpenSession: %v", err)
+	}
+	if err := p.Login(s, pkcs11.CKU_USER, pin); err != nil {
+		fail("Login: %v", err)
+	}
+	k := key(p, s, pkcs11.CKO_PRIVATE_KEY, 1)
+	ti, _ := p.GetTokenInfo(slot)
+	fmt.Println("serial:", strings.TrimSpace(ti.SerialNumber))
+	fmt.Println("ready")
+	bufio.NewReader(os.Stdin).ReadString('\n')
+	_, err = p.GetSessionInfo(s)
+	fmt.Println("old session:", rvName(err))
+	err = p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k)
+	fmt.Println("old session sign:", rvName(err))
+	s2, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	fmt.Println("new session:", rvName(err))
+	if err == nil {
+		info, _ := p.GetSessionInfo(s2)
+		fmt.Println("new session state:", info.State)
+		_, err = p.GetAttributeValue(s2, k, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_ID, nil)})
+		fmt.Println("old key handle:", rvName(err))
+	}
+	ti, _ = p.GetTokenInfo(slot)
+	fmt.Println("serial:", strings.TrimSpace(ti.SerialNumber))
 }

@@ -104,6 +104,18 @@ func (m *Module) token(id uint64) (*tokenState, error) {
 		return nil, err
 	}
 	s, ok := src.Slot(id)
+	if ok && !s.ReaderGone && (!s.Present || s.Token == nil) {
+		// A card may have arrived since the slot manager last looked, or be binding:
+		// look again (Rescan waits for the binds it starts).
+		if _, ctx, err := m.state(); err == nil {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			if err := src.Rescan(rctx); err != nil {
+				logf("rescan: %v", err)
+			}
+			cancel()
+			s, ok = src.Slot(id)
+		}
+	}
 	if !ok || s.ReaderGone {
 		return nil, errRV(CKR_SLOT_ID_INVALID, "no such slot")
 	}
