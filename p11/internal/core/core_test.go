@@ -925,3 +925,58 @@ func TestSinglePartMechanismsInParts(t *testing.T) {
 		t.Error("random", err)
 	}
 }
+
+// TestFinalizeUnderLoad finalizes while threads work: no panic, no corruption, every
+// call answers with a code.
+func TestFinalizeUnderLoad(t *testing.T) {
+	src := newFakeSource()
+	src.insert(newFakeCard(t))
+	m := New(Options{NewSource: func() SlotSource { return src }})
+	if err := m.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	progress := make(chan struct{}, 64)
+	waitLoops := func(n int) {
+		for i := 0; i < n; i++ {
+			<-progress
+		}
+	}
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				s, err := m.OpenSession(1, CKF_SERIAL_SESSION)
+				if err != nil {
+					continue
+				}
+				m.Login(s, CKU_USER, []byte("123456"))
+				m.FindObjectsInit(s, nil)
+				m.FindObjects(s, 10)
+				m.FindObjectsFinal(s)
+				m.CreateObject(s, []Attr{{CKA_CLASS, EncodeULong(CKO_DATA)}})
+				m.DigestInit(s, Mechanism{Type: CKM_SHA256})
+				m.Digest(s, []byte("x"), 64)
+				m.CloseSession(s)
+				select {
+				case progress <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	waitLoops(16)
+	wantRV(t, m.Finalize(), CKR_OK)
+	wantRV(t, m.Initialize(), CKR_OK)
+	waitLoops(16)
+	close(stop)
+	wg.Wait()
+	wantRV(t, m.Finalize(), CKR_OK)
+}

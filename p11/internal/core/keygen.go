@@ -96,7 +96,7 @@ func (m *Module) DeriveKey(h uint64, mech Mechanism, base uint64, tmpl []Attr) (
 	}
 	a := sessionAttrs(CKO_SECRET_KEY, private, t)
 	clear(secret)
-	return m.addSessionObject(s, a, private), nil
+	return m.addSessionObject(s, a, private)
 }
 
 // peerPoint reads the peer's public value: a raw point or one wrapped in a DER OCTET STRING.
@@ -249,6 +249,9 @@ func (m *Module) GenerateKeyPair(h uint64, mech Mechanism, pubTmpl, privTmpl []A
 	var ph, qh uint64
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.ts.dead {
+		return 0, 0, errRV(CKR_DEVICE_REMOVED, "token removed")
+	}
 	for _, o := range objs {
 		if !bytes.Equal(o.ID, spec.ID) {
 			continue

@@ -113,7 +113,12 @@ func (m *Module) Finalize() error {
 	for _, s := range m.sessions {
 		s.closed.Store(true)
 	}
-	m.sessions, m.objects, m.tokens = nil, nil, nil
+	for _, ts := range m.tokens {
+		ts.dead = true
+	}
+	// Fresh empty tables: a call racing with Finalize finds nothing and writes nowhere
+	// that matters.
+	m.sessions, m.objects, m.tokens = map[uint64]*session{}, map[uint64]*object{}, map[uint64]*tokenState{}
 	m.mu.Unlock()
 	cancel()
 	return src.Close()

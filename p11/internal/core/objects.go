@@ -344,7 +344,7 @@ func (m *Module) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 		return 0, errRV(CKR_ATTRIBUTE_VALUE_INVALID, "session objects of this class are not supported")
 	}
 	a := sessionAttrs(class, private, t)
-	return m.addSessionObject(s, a, private), nil
+	return m.addSessionObject(s, a, private)
 }
 
 // sessionAttrs completes a session object's template with the defaults.
@@ -396,12 +396,18 @@ func sessionAttrs(class uint64, private bool, t map[uint64][]byte) attrSet {
 	return a
 }
 
-func (m *Module) addSessionObject(s *session, a attrSet, private bool) uint64 {
+func (m *Module) addSessionObject(s *session, a attrSet, private bool) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	switch {
+	case !m.initialized:
+		return 0, errRV(CKR_CRYPTOKI_NOT_INITIALIZED, "finalized")
+	case s.ts.dead || s.closed.Load():
+		return 0, errRV(CKR_SESSION_HANDLE_INVALID, "session gone")
+	}
 	o := &object{h: m.handle(), ts: s.ts, owner: s, attrs: a, private: private}
 	m.objects[o.h] = o
-	return o.h
+	return o.h, nil
 }
 
 // createTokenObject writes a certificate for a key location.
@@ -434,9 +440,11 @@ func (m *Module) createTokenObject(s *session, class uint64, t map[uint64][]byte
 	for _, co := range objs {
 		if bytes.Equal(co.ID, id) {
 			m.mu.Lock()
-			h := m.handleLocked(s.ts, co)
-			m.mu.Unlock()
-			return h, nil
+			defer m.mu.Unlock()
+			if s.ts.dead {
+				return 0, errRV(CKR_DEVICE_REMOVED, "token removed")
+			}
+			return m.handleLocked(s.ts, co), nil
 		}
 	}
 	return 0, errRV(CKR_DEVICE_ERROR, "written certificate not found")
@@ -597,5 +605,5 @@ func (m *Module) CopyObject(h, obj uint64, tmpl []Attr) (uint64, error) {
 	if private && login != loginUser {
 		return 0, errRV(CKR_USER_NOT_LOGGED_IN, "private objects need the user logged in")
 	}
-	return m.addSessionObject(s, attrSet{v: nv, sensitive: ns}, private), nil
+	return m.addSessionObject(s, attrSet{v: nv, sensitive: ns}, private)
 }

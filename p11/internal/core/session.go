@@ -34,6 +34,9 @@ func (m *Module) OpenSession(slot uint64, flags uint64) (uint64, error) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.initialized {
+		return 0, errRV(CKR_CRYPTOKI_NOT_INITIALIZED, "finalized")
+	}
 	if ts.dead {
 		return 0, errRV(CKR_DEVICE_REMOVED, "token removed")
 	}
