@@ -1,31 +1,10 @@
 package core
 
-import (
-	"fmt"
-	"os"
-	"strings"
-	"sync"
-)
+import "github.com/p11-card/p11-card/internal/trace"
 
-var (
-	logOnce sync.Once
-	logOn   bool
-)
+// logf writes a "p11" trace line (P11CARD_DEBUG=p11). Callers never pass PINs, key
+// material or plaintext.
+func logf(format string, args ...any) { trace.Printf("p11", format, args...) }
 
-// logf writes a "p11" diagnostic to stderr when P11CARD_DEBUG names p11 (or all). Callers
-// never pass PINs, key material or plaintext.
-func logf(format string, args ...any) {
-	logOnce.Do(func() {
-		for _, c := range strings.Split(os.Getenv("P11CARD_DEBUG"), ",") {
-			if c = strings.TrimSpace(c); c == "p11" || c == "all" {
-				logOn = true
-			}
-		}
-	})
-	if logOn {
-		fmt.Fprintf(os.Stderr, "p11-card: p11: "+format+"\n", args...)
-	}
-}
-
-// Logf is logf for the cgo layer (stack traces of recovered panics).
+// Logf is logf for the cgo layer.
 func Logf(format string, args ...any) { logf(format, args...) }
