@@ -10,6 +10,7 @@ import (
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -643,5 +644,27 @@ func TestModuleNoPCSCD(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v without pcscd", d)
+	}
+}
+
+func TestModuleImportKey(t *testing.T) {
+	c := modCard(t, pivtest.Options{})
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	kf := writeFile(t, "key.der", der)
+	ptool(t, "--write-object", kf, "--type", "privkey", "--id", "06", "--login", "--login-type", "so", "--so-pin", modMgmt)
+	if pub, ok := c.PublicKey(0x83).(*ecdsa.PublicKey); !ok || !pub.Equal(&k.PublicKey) {
+		t.Fatalf("83 holds %T, not the imported key", c.PublicKey(0x83))
+	}
+	data := writeFile(t, "data", []byte("imported key"))
+	sig := filepath.Join(t.TempDir(), "sig")
+	ptool(t, "--sign", "--login", "--pin", modPIN, "--id", "06", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", sig)
+	s := readFile(t, sig)
+	sum := sha256.Sum256([]byte("imported key"))
+	if len(s) != 64 || !ecdsa.Verify(&k.PublicKey, sum[:], new(bigInt).SetBytes(s[:32]), new(bigInt).SetBytes(s[32:])) {
+		t.Error("signature of the imported key rejected")
 	}
 }

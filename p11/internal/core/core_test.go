@@ -980,3 +980,56 @@ func TestFinalizeUnderLoad(t *testing.T) {
 	wg.Wait()
 	wantRV(t, m.Finalize(), CKR_OK)
 }
+
+func TestImportKey(t *testing.T) {
+	m, _, _ := setup(t)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
+	k, _ := rsa.GenerateKey(rand.Reader, 2048)
+	// CreateObject wipes the key material it was given: a fresh template each time.
+	tmpl := func() []Attr {
+		return []Attr{{CKA_CLASS, EncodeULong(CKO_PRIVATE_KEY)}, {CKA_TOKEN, []byte{1}}, {CKA_KEY_TYPE, EncodeULong(CKK_RSA)}, {CKA_ID, []byte{6}},
+			{CKA_MODULUS, k.N.Bytes()}, {CKA_PUBLIC_EXPONENT, big.NewInt(int64(k.E)).Bytes()}, {CKA_PRIVATE_EXPONENT, k.D.Bytes()},
+			{CKA_PRIME_1, k.Primes[0].Bytes()}, {CKA_PRIME_2, k.Primes[1].Bytes()}}
+	}
+	_, err := m.CreateObject(s, tmpl())
+	wantRV(t, err, CKR_USER_NOT_LOGGED_IN)
+	wantRV(t, m.Login(s, CKU_SO, []byte("12345678")), CKR_OK)
+	bad := tmpl()
+	bad[6] = Attr{CKA_PRIVATE_EXPONENT, []byte{1, 2, 3}}
+	_, err = m.CreateObject(s, bad)
+	wantRV(t, err, CKR_ATTRIBUTE_VALUE_INVALID)
+	if _, err := m.CreateObject(s, tmpl()); err != nil {
+		t.Fatal(err)
+	}
+	// An EC key too.
+	ec := mustEC()
+	p256, _ := asn1.Marshal(oidP256)
+	if _, err := m.CreateObject(s, []Attr{{CKA_CLASS, EncodeULong(CKO_PRIVATE_KEY)}, {CKA_TOKEN, []byte{1}}, {CKA_KEY_TYPE, EncodeULong(CKK_EC)}, {CKA_ID, []byte{3}},
+		{CKA_EC_PARAMS, p256}, {CKA_VALUE, ec.D.Bytes()}}); err != nil {
+		t.Fatal(err)
+	}
+	wantRV(t, m.Logout(s), CKR_OK)
+	login(t, m, s)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, find1(t, m, s, CKO_PRIVATE_KEY, 6)), CKR_OK)
+	sig, err := m.Sign(s, []byte("imported"), 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("imported"))
+	if err := rsa.VerifyPKCS1v15(&k.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+		t.Error("imported key does not sign as the original")
+	}
+	if pub, ok := attrPub(t, m, s, 3); !ok || !pub.Equal(&ec.PublicKey) {
+		t.Error("imported EC key's public key differs")
+	}
+}
+
+func attrPub(t *testing.T, m *Module, s uint64, id byte) (*ecdsa.PublicKey, bool) {
+	v := attr(t, m, s, find1(t, m, s, CKO_PUBLIC_KEY, id), CKA_PUBLIC_KEY_INFO).Value
+	k, err := x509ParsePKIX(v)
+	if err != nil {
+		return nil, false
+	}
+	p, ok := k.(*ecdsa.PublicKey)
+	return p, ok
+}

@@ -341,7 +341,16 @@ func (t *fakeToken) GenerateKey(ctx context.Context, spec cards.KeyGenSpec) (car
 }
 
 func (t *fakeToken) ImportKey(ctx context.Context, spec cards.KeyGenSpec, key crypto.PrivateKey) error {
-	return cards.ErrNotSupported
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	var kept []*fakeKey
+	for _, k := range t.c.keys {
+		if !bytes.Equal(k.id, spec.ID) {
+			kept = append(kept, k)
+		}
+	}
+	t.c.keys = append(kept, &fakeKey{id: spec.ID, slot: fmt.Sprintf("k%x", spec.ID), alg: spec.Alg, priv: key, always: spec.PINPolicy == "always"})
+	return nil
 }
 
 func (t *fakeToken) WriteCertificate(ctx context.Context, id []byte, der []byte) error {
@@ -465,3 +474,5 @@ func wantRV(t testing.TB, err error, rv uint64) {
 		t.Fatalf("got %s (%v), want %s", RVName(got), err, RVName(rv))
 	}
 }
+
+func x509ParsePKIX(der []byte) (any, error) { return x509.ParsePKIXPublicKey(der) }

@@ -301,7 +301,8 @@ func tmplULong(t map[uint64][]byte, typ uint64) (uint64, bool, error) {
 	return u, true, nil
 }
 
-// CreateObject creates a session object, or a certificate on the card.
+// CreateObject creates a session object, or on the card a certificate or an imported
+// private key (whose key material in tmpl is wiped after the call).
 func (m *Module) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	s, err := m.sess(h)
 	if err != nil {
@@ -329,7 +330,10 @@ func (m *Module) CreateObject(h uint64, tmpl []Attr) (uint64, error) {
 	m.mu.RLock()
 	login := s.ts.login
 	m.mu.RUnlock()
-	if private && login != loginUser {
+	// A card's administrator (PIV management key) imports private keys: as with ykcs11,
+	// an SO session may create a private key on the token, and nothing else private.
+	soImport := onToken && class == CKO_PRIVATE_KEY && login == loginSO
+	if private && login != loginUser && !soImport {
 		return 0, errRV(CKR_USER_NOT_LOGGED_IN, "private objects need the user logged in")
 	}
 	if onToken {
@@ -410,10 +414,13 @@ func (m *Module) addSessionObject(s *session, a attrSet, private bool) (uint64, 
 	return o.h, nil
 }
 
-// createTokenObject writes a certificate for a key location.
+// createTokenObject writes a certificate or imports a private key for a key location.
 func (m *Module) createTokenObject(s *session, class uint64, t map[uint64][]byte) (uint64, error) {
+	if class == CKO_PRIVATE_KEY {
+		return m.importKey(s, t)
+	}
 	if class != CKO_CERTIFICATE {
-		return 0, errRV(CKR_TEMPLATE_INCONSISTENT, "the card stores certificates only")
+		return 0, errRV(CKR_TEMPLATE_INCONSISTENT, "the card stores certificates and private keys only")
 	}
 	der, ok := t[CKA_VALUE]
 	if !ok || len(der) == 0 {
