@@ -9,9 +9,12 @@ import "C"
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"unsafe"
 
+	"github.com/p11-card/p11-card/internal/trace"
 	"github.com/p11-card/p11-card/p11/internal/core"
 )
 
@@ -21,6 +24,15 @@ func guard(rv *C.CK_RV) {
 	if r := recover(); r != nil {
 		fmt.Fprintf(os.Stderr, "p11-card: internal error: %v\n%s", r, debug.Stack())
 		*rv = C.CKR_GENERAL_ERROR
+	}
+	if trace.On("p11") {
+		name := "?"
+		if pc, _, _, ok := runtime.Caller(1); ok {
+			if f := runtime.FuncForPC(pc); f != nil {
+				name = strings.TrimPrefix(f.Name(), "main.")
+			}
+		}
+		trace.Printf("p11", "%s -> %s", name, core.RVName(uint64(*rv)))
 	}
 }
 

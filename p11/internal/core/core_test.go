@@ -1033,3 +1033,35 @@ func attrPub(t *testing.T, m *Module, s uint64, id byte) (*ecdsa.PublicKey, bool
 	p, ok := k.(*ecdsa.PublicKey)
 	return p, ok
 }
+
+func TestBrokenCardAnswers(t *testing.T) {
+	m, _, c := setup(t)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	login(t, m, s)
+	ec := find1(t, m, s, CKO_PRIVATE_KEY, 3)
+	rsaK := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	sum := sha256.Sum256([]byte("x"))
+	for _, tc := range []struct {
+		name   string
+		key    uint64
+		mech   uint64
+		mangle func([]byte) []byte
+		rv     uint64
+	}{
+		{"ecdsa short", ec, CKM_ECDSA, func(b []byte) []byte { return b[:63] }, CKR_DEVICE_ERROR},
+		{"ecdsa long", ec, CKM_ECDSA, func(b []byte) []byte { return append(b, 0) }, CKR_DEVICE_ERROR},
+		{"rsa long", rsaK, CKM_RSA_PKCS, func(b []byte) []byte { return append(b, 0) }, CKR_DEVICE_ERROR},
+		{"rsa empty", rsaK, CKM_RSA_PKCS, func(b []byte) []byte { return nil }, CKR_DEVICE_ERROR},
+		{"rsa leading zero dropped", rsaK, CKM_RSA_PKCS, func(b []byte) []byte { return append([]byte{}, b[1:]...) }, CKR_OK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.mangle = tc.mangle
+			wantRV(t, m.SignInit(s, Mechanism{Type: tc.mech}, tc.key), CKR_OK)
+			sig, err := m.Sign(s, sum[:], 512)
+			wantRV(t, err, tc.rv)
+			if err == nil && len(sig) != 256 {
+				t.Errorf("signature of %d bytes", len(sig))
+			}
+		})
+	}
+}

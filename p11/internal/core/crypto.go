@@ -417,7 +417,32 @@ func (m *Module) sign(s *session, op *operation, data []byte, final bool) ([]byt
 	if auth != nil {
 		clear(auth.PIN)
 	}
-	return sig, err
+	if err != nil {
+		return nil, err
+	}
+	return checkSignature(k, scheme, sig)
+}
+
+// checkSignature holds a card's answer to the size the mechanism defines: an RSA
+// signature is the modulus length (a card dropping leading zeros is padded back), ECDSA
+// r‖s twice the field size, Ed25519 64 bytes. Anything else is a broken card.
+func checkSignature(k *cards.KeyInfo, scheme cards.SignScheme, sig []byte) ([]byte, error) {
+	want := 0
+	switch scheme {
+	case cards.SignRSAPKCS1, cards.SignRSARaw:
+		want = modBytes(k)
+		if len(sig) < want && len(sig) > 0 {
+			sig = leftPad(sig, want)
+		}
+	case cards.SignECDSA:
+		want = 2 * ((curveBits[k.Alg] + 7) / 8)
+	case cards.SignEdDSA:
+		want = ed25519.SignatureSize
+	}
+	if want > 0 && len(sig) != want {
+		return nil, errRV(CKR_DEVICE_ERROR, "card returned a signature of the wrong size")
+	}
+	return sig, nil
 }
 
 // authFor gives the per-operation PIN of a PIN-always key.
@@ -677,6 +702,9 @@ func (m *Module) decrypt(s *session, op *operation, data []byte) ([]byte, error)
 		return nil, err
 	}
 	if scheme == cards.DecryptRSAPKCS1 {
+		if len(out) > kb-11 {
+			return nil, errRV(CKR_DEVICE_ERROR, "card returned an oversized plaintext")
+		}
 		return out, nil
 	}
 	if len(out) > kb {

@@ -32,8 +32,18 @@
 // state. No table lock is held during card I/O or a wait; WaitForSlotEvent blocks on the
 // slot source and wakes with CKR_CRYPTOKI_NOT_INITIALIZED at Finalize.
 //
+// A card is an attacker too: its signatures, plaintexts and shared secrets are held to
+// the sizes the mechanism defines (CKR_DEVICE_ERROR otherwise), certificates that do not
+// parse give empty attributes, never a failure of the whole object.
+//
+// On the token, C_CreateObject writes certificates and imports private keys (RSA, EC,
+// Ed25519, X25519; an SO session, as ykcs11 requires, since the card's administrator
+// key authorises it); key generation needs a login (the driver asks for the right one).
+//
 // Limits: C_InitPIN needs the card's unblocking secret, which an SO login does not carry
-// (CKR_FUNCTION_NOT_SUPPORTED; use the CLI). Token objects accept no attribute changes
-// other than their current values (cards store no labels). Data objects can be created
-// as session objects only.
+// (CKR_FUNCTION_NOT_SUPPORTED; use `p11-card pin unblock`). Token objects accept no
+// attribute changes other than their current values (cards store no labels). Data
+// objects can be created as session objects only. The module does not cache PINs: when
+// another application resets the card or logs it out, operations answer
+// CKR_USER_NOT_LOGGED_IN until the application logs in again.
 package core

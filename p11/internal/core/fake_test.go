@@ -37,6 +37,7 @@ type fakeCard struct {
 	started  chan struct{}     // closed when a blocked Sign begins
 	random   bool
 	driver   string
+	mangle   func([]byte) []byte // when set, applied to every signature (a broken card)
 }
 
 type fakeKey struct {
@@ -228,6 +229,18 @@ func (t *fakeToken) Sign(ctx context.Context, id []byte, scheme cards.SignScheme
 	}
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
+	if f := t.c.mangle; f != nil {
+		t.c.mangle = nil
+		sig, err := t.signLocked(id, scheme, in, auth)
+		if err != nil {
+			return nil, err
+		}
+		return f(sig), nil
+	}
+	return t.signLocked(id, scheme, in, auth)
+}
+
+func (t *fakeToken) signLocked(id []byte, scheme cards.SignScheme, in []byte, auth *cards.Auth) ([]byte, error) {
 	k, err := t.key(id)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,10 @@ func (m *Module) DeriveKey(h uint64, mech Mechanism, base uint64, tmpl []Attr) (
 	}); err != nil {
 		return 0, err
 	}
+	if want := (curveBits[k.Alg] + 7) / 8; len(secret) != want {
+		clear(secret)
+		return 0, errRV(CKR_DEVICE_ERROR, "card returned a shared secret of the wrong size")
+	}
 	if n, ok, err := tmplULong(t, CKA_VALUE_LEN); err != nil {
 		return 0, err
 	} else if ok {
