@@ -1065,3 +1065,24 @@ func TestBrokenCardAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestPINPad(t *testing.T) {
+	src := newFakeSource()
+	src.pinPad = true
+	c := newFakeCard(t)
+	c.pinPadPIN = []byte("123456")
+	src.insert(c)
+	m := newApp(t, src)
+	ti, _ := m.TokenInfo(1)
+	if ti.Flags&CKF_PROTECTED_AUTHENTICATION_PATH == 0 {
+		t.Fatal("no CKF_PROTECTED_AUTHENTICATION_PATH on a PIN-pad reader")
+	}
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	wantRV(t, m.Login(s, CKU_USER, nil), CKR_OK)
+	k := find1(t, m, s, CKO_PRIVATE_KEY, 2)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_ECDSA_SHA256}, k), CKR_OK)
+	wantRV(t, m.Login(s, CKU_CONTEXT_SPECIFIC, nil), CKR_OK)
+	if _, err := m.Sign(s, []byte("pad"), 64); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -31,27 +31,33 @@ const (
 
 // operation is a session's active cryptographic operation.
 type operation struct {
-	kind   opKind
-	mech   Mechanism
-	key    *cards.Object // token key; nil for digests and session public keys
-	pub    crypto.PublicKey
-	hash   crypto.Hash // hash-and-sign: the hash run in software
-	h      hash.Hash
-	buf    []byte // single-part mechanisms fed through Update (EdDSA, raw)
-	multi  bool
-	auth   []byte // context-specific PIN (PIN-always keys)
-	result []byte // kept between a size query and the real call
-	done   bool   // result is final
+	kind    opKind
+	mech    Mechanism
+	key     *cards.Object // token key; nil for digests and session public keys
+	pub     crypto.PublicKey
+	hash    crypto.Hash // hash-and-sign: the hash run in software
+	h       hash.Hash
+	buf     []byte // single-part mechanisms fed through Update (EdDSA, raw)
+	multi   bool
+	auth    []byte // context-specific PIN (PIN-always keys)
+	authSet bool   // a context-specific login happened (auth nil: PIN pad)
+	result  []byte // kept between a size query and the real call
+	done    bool   // result is final
 }
 
+// setAuth keeps the context-specific PIN; nil means the reader's PIN pad.
 func (op *operation) setAuth(pin []byte) {
 	op.wipe()
-	op.auth = append([]byte{}, pin...)
+	if pin != nil {
+		op.auth = append([]byte{}, pin...)
+	}
+	op.authSet = true
 }
 
 func (op *operation) wipe() {
 	clear(op.auth)
 	op.auth = nil
+	op.authSet = false
 }
 
 // endOp ends the session's operation.
@@ -450,11 +456,11 @@ func (m *Module) authFor(s *session, op *operation) (*cards.Auth, error) {
 	if !op.key.Key.AlwaysAuth {
 		return nil, nil
 	}
-	if op.auth == nil {
-		if s.ts.pinPad {
-			return &cards.Auth{}, nil
-		}
+	if !op.authSet {
 		return nil, errRV(CKR_USER_NOT_LOGGED_IN, "this key needs a context-specific login")
+	}
+	if op.auth == nil {
+		return &cards.Auth{}, nil // the PIN pad again, inside the operation
 	}
 	return &cards.Auth{PIN: append([]byte{}, op.auth...)}, nil
 }

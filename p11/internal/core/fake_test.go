@@ -26,18 +26,19 @@ import (
 // fakeCard is the persistent state of one card, shared by the tokens that several
 // applications bind to it (like a real card seen by two processes).
 type fakeCard struct {
-	mu       sync.Mutex
-	pin, so  []byte
-	retries  int
-	verified bool
-	keys     []*fakeKey
-	certs    map[string][]byte // by CKA_ID
-	signs    int               // private-key operations done
-	block    chan struct{}     // when set, Sign waits for it to close
-	started  chan struct{}     // closed when a blocked Sign begins
-	random   bool
-	driver   string
-	mangle   func([]byte) []byte // when set, applied to every signature (a broken card)
+	mu        sync.Mutex
+	pin, so   []byte
+	retries   int
+	verified  bool
+	keys      []*fakeKey
+	certs     map[string][]byte // by CKA_ID
+	signs     int               // private-key operations done
+	block     chan struct{}     // when set, Sign waits for it to close
+	started   chan struct{}     // closed when a blocked Sign begins
+	random    bool
+	driver    string
+	mangle    func([]byte) []byte // when set, applied to every signature (a broken card)
+	pinPadPIN []byte              // what the user types on a PIN-pad reader
 }
 
 type fakeKey struct {
@@ -160,6 +161,9 @@ func (t *fakeToken) Login(ctx context.Context, r cards.Role, secret []byte) erro
 func (c *fakeCard) verifyLocked(pin []byte) error {
 	if c.retries == 0 {
 		return cards.ErrPINBlocked
+	}
+	if pin == nil && c.pinPadPIN != nil {
+		pin = c.pinPadPIN // the user typed it on the reader
 	}
 	if !bytes.Equal(pin, c.pin) {
 		c.retries--

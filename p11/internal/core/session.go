@@ -235,11 +235,14 @@ func (m *Module) contextLogin(s *session, pin []byte) error {
 		return errRV(CKR_OPERATION_NOT_INITIALIZED, "no operation needs a context-specific login")
 	}
 	// Verify now so a wrong PIN is reported here; the operation repeats the VERIFY in its
-	// own card transaction, so no other operation can use this authorisation.
-	if err := m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
-		return tok.Login(ctx, cards.RoleUser, pin)
-	}); err != nil {
-		return err
+	// own card transaction, so no other operation can use this authorisation. With a PIN
+	// pad (nil) the user types the PIN once, for the operation itself.
+	if pin != nil {
+		if err := m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
+			return tok.Login(ctx, cards.RoleUser, pin)
+		}); err != nil {
+			return err
+		}
 	}
 	op.setAuth(pin)
 	return nil
