@@ -424,6 +424,12 @@ func TestModuleNSS(t *testing.T) {
 	if !strings.Contains(out, "YubiKey PIV #12345678:PIV Authentication") {
 		t.Errorf("certutil -L -h all:\n%s", out)
 	}
+	// Private keys after NSS logs in with the PIN from a password file.
+	pw := writeFile(t, "pw", []byte(modPIN+"\n"))
+	out = runTool(t, "certutil", "-K", "-h", "YubiKey PIV #12345678", "-d", db, "-f", pw)
+	if strings.Count(out, "rsa") < 2 || strings.Count(out, "ec ") < 2 {
+		t.Errorf("certutil -K:\n%s", out)
+	}
 }
 
 func TestModuleP11Kit(t *testing.T) {
