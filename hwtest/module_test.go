@@ -276,6 +276,10 @@ func TestModulePkcs11ToolAdmin(t *testing.T) {
 		t.Errorf("old PIN after change: %v\n%s", err, out)
 	}
 	ptool(t, "--change-pin", "--pin", "654321", "--new-pin", modPIN)
+	// A wrong management key is a wrong SO PIN.
+	if out, err := ptoolErr(t, "--keypairgen", "--login", "--login-type", "so", "--so-pin", strings.Repeat("00", 24), "--key-type", "EC:prime256v1", "--id", "07"); err == nil || !strings.Contains(out, "CKR_PIN_INCORRECT") {
+		t.Errorf("wrong management key: %v\n%s", err, out)
+	}
 }
 
 func readCertDER(t *testing.T, c *pivtest.Card, slot byte) []byte {

@@ -10,11 +10,13 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
 )
 
@@ -875,6 +877,12 @@ func TestErrMap(t *testing.T) {
 		{wrap(cards.ErrNotSupported), CKR_FUNCTION_NOT_SUPPORTED},
 		{wrap(cards.ErrKeyNotFound), CKR_KEY_HANDLE_INVALID},
 		{wrap(cards.ErrCardFull), CKR_DEVICE_MEMORY},
+		{wrap(cards.ErrPINIncorrect), CKR_PIN_INCORRECT},
+		{fmt.Errorf("piv: management key not accepted: %w: %w", cards.ErrPINIncorrect, &apdu.VerifyError{Retries: -1}), CKR_PIN_INCORRECT},
+		{&apdu.VerifyError{Retries: 0}, CKR_PIN_LOCKED},
+		{&apdu.VerifyError{Retries: 2}, CKR_PIN_INCORRECT},
+		{wrap(apdu.ErrSecurityStatus), CKR_USER_NOT_LOGGED_IN},
+		{wrap(apdu.ErrMalformed), CKR_DEVICE_ERROR},
 		{errRV(CKR_PIN_LEN_RANGE, "x"), CKR_PIN_LEN_RANGE},
 	} {
 		if got := RV(tc.err); got != tc.rv {

@@ -47,6 +47,7 @@ var errTable = []struct {
 		var v *apdu.VerifyError
 		return errors.As(err, &v)
 	}, CKR_PIN_INCORRECT},
+	{is(cards.ErrPINIncorrect), CKR_PIN_INCORRECT},
 	{is(cards.ErrPINLength), CKR_PIN_LEN_RANGE},
 	{is(cards.ErrLoginRequired), CKR_USER_NOT_LOGGED_IN},
 	{is(apdu.ErrSecurityStatus), CKR_USER_NOT_LOGGED_IN},
