@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -50,7 +51,7 @@ func pivSource(t *testing.T, card *pivtest.Card) *fakeSource {
 func newPIVCard(t *testing.T) *pivtest.Card {
 	t.Helper()
 	card := pivtest.MustNew(pivtest.Options{})
-	for slot, alg := range map[byte]byte{0x9A: pivtest.AlgRSA2048, 0x9C: pivtest.AlgECCP256, 0x9D: pivtest.AlgRSA2048, 0x9E: pivtest.AlgECCP256, 0x82: pivtest.AlgECCP256} {
+	for slot, alg := range map[byte]byte{0x9A: pivtest.AlgRSA2048, 0x9C: pivtest.AlgECCP256, 0x9D: pivtest.AlgRSA2048, 0x9E: pivtest.AlgECCP256, 0x82: pivtest.AlgECCP256, 0x83: pivtest.AlgX25519, 0x84: pivtest.AlgEd25519} {
 		if _, err := card.GenerateInSlot(slot, alg); err != nil {
 			t.Fatal(err)
 		}
@@ -106,6 +107,30 @@ func TestPIVDriver(t *testing.T) {
 	var pt []byte
 	if _, err := asn1.Unmarshal(attr(t, m, s, find1(t, m, s, CKO_PUBLIC_KEY, 2), CKA_EC_POINT).Value, &pt); err != nil || len(pt) != 65 {
 		t.Error("EC point")
+	}
+	// 83 X25519 (firmware 5.7): CKK_EC_MONTGOMERY, derived with CKM_ECDH1_DERIVE.
+	k83 := find1(t, m, s, CKO_PRIVATE_KEY, 6)
+	if kt, _ := DecodeULong(attr(t, m, s, k83, CKA_KEY_TYPE).Value); kt != CKK_EC_MONTGOMERY {
+		t.Errorf("83 key type %#x", kt)
+	}
+	xpeer, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	xo, err := m.DeriveKey(s, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: xpeer.PublicKey().Bytes()}}, k83, []Attr{{CKA_SENSITIVE, []byte{0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xwant, _ := xpeer.ECDH(card.PublicKey(0x83).(*ecdh.PublicKey))
+	if got := attr(t, m, s, xo, CKA_VALUE).Value; string(got) != string(xwant) {
+		t.Error("X25519 secret differs")
+	}
+	// 84 Ed25519: EdDSA verified by crypto/ed25519.
+	k84 := find1(t, m, s, CKO_PRIVATE_KEY, 7)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_EDDSA}, k84), CKR_OK)
+	esig, err := m.Sign(s, msg, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ed25519.Verify(card.PublicKey(0x84).(ed25519.PublicKey), msg, esig) {
+		t.Error("EdDSA signature")
 	}
 	// 9C: PIN always, sixteen threads with their own sessions.
 	k9c := find1(t, m, s, CKO_PRIVATE_KEY, 2)
