@@ -678,3 +678,31 @@ func TestModuleImportKey(t *testing.T) {
 		t.Error("signature of the imported key rejected")
 	}
 }
+
+// TestModuleTwoProcesses runs two client processes at once, each with eight threads
+// signing with the PIN-always key: PC/SC transactions keep every VERIFY with its
+// signature.
+func TestModuleTwoProcesses(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, client := modBuild(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	type res struct {
+		out []byte
+		err error
+	}
+	done := make(chan res, 2)
+	for i := 0; i < 2; i++ {
+		cmd := toolCmd(t, ctx, client, so, modPIN, "threads", "8")
+		go func() {
+			out, err := cmd.CombinedOutput()
+			done <- res{out, err}
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		r := <-done
+		if r.err != nil || !strings.Contains(string(r.out), "ok 8") {
+			t.Errorf("process: %v\n%s", r.err, r.out)
+		}
+	}
+}
