@@ -566,6 +566,15 @@ func TestModuleCLI(t *testing.T) {
 	if err != nil || !tr.OK {
 		t.Errorf("p11-card test: %v\n%s", err, b)
 	}
+	// The administration commands through the rig's pcscd.
+	pcmd := toolCmd(t, ctx, cli, "pin", "verify", "--reader", "Yubico", "--json")
+	pcmd.Stdin = strings.NewReader(modPIN + "\n")
+	if b, err := pcmd.CombinedOutput(); err != nil || !strings.Contains(string(b), `"ok": true`) {
+		t.Errorf("p11-card pin verify: %v\n%s", err, b)
+	}
+	if out := runTool(t, cli, "cert", "export", "--id", "01", "--reader", "Yubico"); !strings.Contains(out, "BEGIN CERTIFICATE") {
+		t.Errorf("p11-card cert export:\n%s", out)
+	}
 }
 
 func TestModuleSwapInvalidatesSessions(t *testing.T) {
