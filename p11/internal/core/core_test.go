@@ -245,6 +245,9 @@ func TestObjectsAndAttributes(t *testing.T) {
 	if cv := attr(t, m, s, cert, CKA_CHECK_VALUE).Value; len(cv) != 3 {
 		t.Errorf("check value %x", cv)
 	}
+	if cat, _ := DecodeULong(attr(t, m, s, cert, CKA_CERTIFICATE_CATEGORY).Value); cat != CK_CERTIFICATE_CATEGORY_TOKEN_USER {
+		t.Errorf("category %d", cat)
+	}
 	if ct, _ := DecodeULong(attr(t, m, s, cert, CKA_CERTIFICATE_TYPE).Value); ct != CKC_X_509 {
 		t.Error("cert type")
 	}
@@ -1092,5 +1095,15 @@ func TestPINPad(t *testing.T) {
 	wantRV(t, m.Login(s, CKU_CONTEXT_SPECIFIC, nil), CKR_OK)
 	if _, err := m.Sign(s, []byte("pad"), 64); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestCertificateCategory(t *testing.T) {
+	m, _, c := setup(t)
+	c.certs["\x09"] = selfSigned(t, keyRSA, "no key here")
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	o := find1(t, m, s, CKO_CERTIFICATE, 9)
+	if cat, _ := DecodeULong(attr(t, m, s, o, CKA_CERTIFICATE_CATEGORY).Value); cat != CK_CERTIFICATE_CATEGORY_UNSPECIFIED {
+		t.Errorf("category of a certificate without key: %d", cat)
 	}
 }

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 
 	"github.com/p11-card/p11-card/cards"
 )
@@ -96,7 +97,29 @@ func (m *Module) attrsOf(ts *tokenState, co cards.Object) attrSet {
 			}
 		}
 	}
-	return tokenAttrs(co, ts.info.Serial, mechs, subj)
+	a := tokenAttrs(co, ts.info.Serial, mechs, subj)
+	if co.Kind == cards.KindCertificate {
+		a.v[CKA_CERTIFICATE_CATEGORY] = EncodeULong(m.certCategory(ts, co))
+	}
+	return a
+}
+
+// certCategory is CKA_CERTIFICATE_CATEGORY: the token user's own certificate when the card
+// holds its private key, an authority's when it is a CA certificate, else unspecified.
+func (m *Module) certCategory(ts *tokenState, co cards.Object) uint64 {
+	if len(co.ID) > 0 {
+		if keys, err := m.tokenObjects(ts, cards.Filter{ID: co.ID, Kind: cards.KindPrivateKey}); err == nil {
+			for _, k := range keys {
+				if bytes.Equal(k.ID, co.ID) {
+					return CK_CERTIFICATE_CATEGORY_TOKEN_USER
+				}
+			}
+		}
+	}
+	if c, err := x509.ParseCertificate(co.Cert); err == nil && c.IsCA {
+		return CK_CERTIFICATE_CATEGORY_AUTHORITY
+	}
+	return CK_CERTIFICATE_CATEGORY_UNSPECIFIED
 }
 
 // GetAttributeValue reads attributes of an object: one answer per requested type.
