@@ -715,3 +715,37 @@ func TestModuleTwoProcesses(t *testing.T) {
 		}
 	}
 }
+
+func TestModuleWaitForSlotEvent(t *testing.T) {
+	r := testRig(t)
+	so, client := modBuild(t)
+	c, err := pivtest.New(pivtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, client, so, modPIN, "wait")
+	cmd.Env = append(os.Environ(), r.Env()...)
+	stdout, _ := cmd.StdoutPipe()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if sc.Text() == "waiting" {
+			insert(t, 1, c)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("client: %v\n%s\n%s", err, strings.Join(lines, "\n"), stderr.String())
+	}
+	got := strings.Join(lines, "\n")
+	if !strings.Contains(got, "event 2") || !strings.Contains(got, "token: YubiKey PIV #12345678 CKR_OK") {
+		t.Errorf("wait for slot event:\n%s", got)
+	}
+}

@@ -8,6 +8,8 @@
 //	                                  # and then the return value of C_Sign and of a
 //	                                  # later C_GetSessionInfo
 //	p11client MODULE PIN conformance  # a table of edge cases; prints one line per case
+//	p11client MODULE PIN wait         # prints "waiting", blocks in C_WaitForSlotEvent,
+//	                                  # prints "event SLOT" and the token's label
 //	p11client MODULE PIN swap         # logs in, prints "ready", waits for a line on
 //	                                  # stdin (the test swaps the card), then prints the
 //	                                  # return values of calls on the old session and
@@ -40,6 +42,10 @@ func main() {
 	}
 	defer p.Finalize()
 	pin := os.Args[2]
+	if os.Args[3] == "wait" {
+		wait(p)
+		return
+	}
 	slots, err := p.GetSlotList(true)
 	if err != nil || len(slots) == 0 {
 		fail("no token: %v", err)
@@ -235,4 +241,12 @@ func swap(p *pkcs11.Ctx, slot uint, pin string) {
 	}
 	ti, _ = p.GetTokenInfo(slot)
 	fmt.Println("serial:", strings.TrimSpace(ti.SerialNumber))
+}
+
+func wait(p *pkcs11.Ctx) {
+	fmt.Println("waiting")
+	ev := <-p.WaitForSlotEvent(0)
+	fmt.Println("event", ev.SlotID)
+	ti, err := p.GetTokenInfo(ev.SlotID)
+	fmt.Println("token:", strings.TrimSpace(ti.Label), rvName(err))
 }
