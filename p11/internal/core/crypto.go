@@ -211,32 +211,37 @@ func checkParams(op *operation) error {
 	return nil
 }
 
-// SignInit, VerifyInit, EncryptInit, DecryptInit, SignRecoverInit, VerifyRecoverInit and
-// DigestInit start operations.
+// SignInit starts a signature with a card key.
 func (m *Module) SignInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opSign, mech, key)
 }
+// VerifyInit starts a verification (in software, with the public key).
 func (m *Module) VerifyInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opVerify, mech, key)
 }
+// EncryptInit starts an encryption (in software, with the public key).
 func (m *Module) EncryptInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opEncrypt, mech, key)
 }
+// DecryptInit starts a decryption with a card key.
 func (m *Module) DecryptInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opDecrypt, mech, key)
 }
+// SignRecoverInit starts a signature with recovery (CKM_RSA_PKCS, CKM_RSA_X_509).
 func (m *Module) SignRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	if mech.Type != CKM_RSA_PKCS && mech.Type != CKM_RSA_X_509 {
 		return errRV(CKR_MECHANISM_INVALID, "sign-recover needs CKM_RSA_PKCS or CKM_RSA_X_509")
 	}
 	return m.initOp(h, opSignRecover, mech, key)
 }
+// VerifyRecoverInit starts a verification with recovery (CKM_RSA_PKCS, CKM_RSA_X_509).
 func (m *Module) VerifyRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	if mech.Type != CKM_RSA_PKCS && mech.Type != CKM_RSA_X_509 {
 		return errRV(CKR_MECHANISM_INVALID, "verify-recover needs CKM_RSA_PKCS or CKM_RSA_X_509")
 	}
 	return m.initOp(h, opVerifyRecover, mech, key)
 }
+// DigestInit starts a software digest.
 func (m *Module) DigestInit(h uint64, mech Mechanism) error {
 	return m.initOp(h, opDigest, mech, 0)
 }
@@ -649,7 +654,7 @@ func (m *Module) Encrypt(h uint64, data []byte, capacity int) ([]byte, error) {
 	})
 }
 
-// EncryptUpdate and EncryptFinal: RSA encryption is single-part.
+// EncryptUpdate ends the operation: RSA encryption is single-part.
 func (m *Module) EncryptUpdate(h uint64) error {
 	s, _, err := m.activeOp(h, opEncrypt)
 	if err != nil {
@@ -670,7 +675,7 @@ func (m *Module) Decrypt(h uint64, data []byte, capacity int) ([]byte, error) {
 	return output(s, op, capacity, func() ([]byte, error) { return m.decrypt(s, op, data) })
 }
 
-// DecryptUpdate: RSA decryption is single-part.
+// DecryptUpdate ends the operation: RSA decryption is single-part.
 func (m *Module) DecryptUpdate(h uint64) error {
 	s, _, err := m.activeOp(h, opDecrypt)
 	if err != nil {
@@ -767,7 +772,7 @@ func (m *Module) Digest(h uint64, data []byte, capacity int) ([]byte, error) {
 // DigestUpdate feeds a part of a digest.
 func (m *Module) DigestUpdate(h uint64, part []byte) error { return m.update(h, opDigest, part) }
 
-// DigestKey: card keys are never hashed (they do not leave the card).
+// DigestKey refuses: card keys are never hashed (they do not leave the card).
 func (m *Module) DigestKey(h, key uint64) error {
 	s, _, err := m.activeOp(h, opDigest)
 	if err != nil {
