@@ -1107,3 +1107,27 @@ func TestCertificateCategory(t *testing.T) {
 		t.Errorf("category of a certificate without key: %d", cat)
 	}
 }
+
+// TestCardForgetsLogin: another application reset the card; the next operation reports
+// CKR_USER_NOT_LOGGED_IN and the application can log in again.
+func TestCardForgetsLogin(t *testing.T) {
+	m, _, c := setup(t)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	login(t, m, s)
+	k := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	c.mu.Lock()
+	c.verified = false
+	c.mu.Unlock()
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, k), CKR_OK)
+	_, err := m.Sign(s, []byte("x"), 256)
+	wantRV(t, err, CKR_USER_NOT_LOGGED_IN)
+	if si, _ := m.SessionInfo(s); si.State != CKS_RO_PUBLIC_SESSION {
+		t.Errorf("state %d after the card forgot the login", si.State)
+	}
+	login(t, m, s)
+	k = find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, k), CKR_OK)
+	if _, err := m.Sign(s, []byte("x"), 256); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -264,6 +264,22 @@ func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token)
 	return err
 }
 
+// keyOpFailed notes a private-key operation's failure: when the card says the user is
+// not logged in although the application is (another application reset the card or
+// logged it out), the application is logged out too, or it could never log in again
+// (CKR_USER_ALREADY_LOGGED_IN).
+func (m *Module) keyOpFailed(ts *tokenState, err error) error {
+	if err != nil && RV(err) == CKR_USER_NOT_LOGGED_IN {
+		m.mu.Lock()
+		if ts.login == loginUser && !ts.dead {
+			logf("card lost the login state; application logged out")
+			m.logoutLocked(ts)
+		}
+		m.mu.Unlock()
+	}
+	return err
+}
+
 // removalSettle bounds how long a transport failure waits for the slot manager to tell
 // whether the card left (a reader reports the removal a moment after the I/O fails).
 const removalSettle = 750 * time.Millisecond
