@@ -215,18 +215,22 @@ func checkParams(op *operation) error {
 func (m *Module) SignInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opSign, mech, key)
 }
+
 // VerifyInit starts a verification (in software, with the public key).
 func (m *Module) VerifyInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opVerify, mech, key)
 }
+
 // EncryptInit starts an encryption (in software, with the public key).
 func (m *Module) EncryptInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opEncrypt, mech, key)
 }
+
 // DecryptInit starts a decryption with a card key.
 func (m *Module) DecryptInit(h uint64, mech Mechanism, key uint64) error {
 	return m.initOp(h, opDecrypt, mech, key)
 }
+
 // SignRecoverInit starts a signature with recovery (CKM_RSA_PKCS, CKM_RSA_X_509).
 func (m *Module) SignRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	if mech.Type != CKM_RSA_PKCS && mech.Type != CKM_RSA_X_509 {
@@ -234,6 +238,7 @@ func (m *Module) SignRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	}
 	return m.initOp(h, opSignRecover, mech, key)
 }
+
 // VerifyRecoverInit starts a verification with recovery (CKM_RSA_PKCS, CKM_RSA_X_509).
 func (m *Module) VerifyRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	if mech.Type != CKM_RSA_PKCS && mech.Type != CKM_RSA_X_509 {
@@ -241,6 +246,7 @@ func (m *Module) VerifyRecoverInit(h uint64, mech Mechanism, key uint64) error {
 	}
 	return m.initOp(h, opVerifyRecover, mech, key)
 }
+
 // DigestInit starts a software digest.
 func (m *Module) DigestInit(h uint64, mech Mechanism) error {
 	return m.initOp(h, opDigest, mech, 0)
