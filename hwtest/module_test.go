@@ -313,8 +313,6 @@ func TestModulePkcs11ToolSelfTest(t *testing.T) {
 
 type bigInt = big.Int
 
-var _ = pem.Decode
-var _ = regexp.MustCompile
 
 func TestModuleGoClient(t *testing.T) {
 	modCard(t, pivtest.Options{})
@@ -397,13 +395,18 @@ func TestModuleP11Tool(t *testing.T) {
 func TestModuleOpenSSLEngine(t *testing.T) {
 	c := modCard(t, pivtest.Options{})
 	so, _ := modBuild(t)
-	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so"); err != nil {
-		missing(t, "libengine-pkcs11-openssl: %v", err)
+	// The engine lives in OpenSSL's ENGINESDIR (libengine-pkcs11-openssl).
+	ev := runTool(t, "openssl", "version", "-e")
+	dir := ""
+	if m := regexp.MustCompile(`ENGINESDIR: "([^"]+)"`).FindStringSubmatch(ev); m != nil {
+		dir = m[1]
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pkcs11.so")); dir == "" || err != nil {
+		missing(t, "libengine-pkcs11-openssl: no pkcs11.so in %q (%v)", dir, err)
 	}
 	t.Setenv("PKCS11_MODULE_PATH", so)
 	data := writeFile(t, "data", []byte("openssl data"))
-	dir := t.TempDir()
-	sig := filepath.Join(dir, "sig")
+	sig := filepath.Join(t.TempDir(), "sig")
 	runTool(t, "openssl", "pkeyutl", "-engine", "pkcs11", "-keyform", "engine", "-inkey", "pkcs11:id=%01;type=private?pin-value="+modPIN,
 		"-sign", "-digest", "sha256", "-rawin", "-in", data, "-out", sig)
 	pubDER, _ := x509.MarshalPKIXPublicKey(c.PublicKey(0x9A))
