@@ -313,7 +313,6 @@ func TestModulePkcs11ToolSelfTest(t *testing.T) {
 
 type bigInt = big.Int
 
-
 func TestModuleGoClient(t *testing.T) {
 	modCard(t, pivtest.Options{})
 	_, client := modBuild(t)
