@@ -15,11 +15,19 @@
 // exports.ld.so is an implicit GNU ld script (VERSION command): only C_* symbols are
 // exported (check with nm -D --defined-only).
 //
+// Use: point an application at the file (pkcs11-tool --module, p11tool --provider,
+// ssh-add -s, modutil -add -libfile), or register it with p11-kit by a module file such as
+// /etc/pkcs11/modules/p11-card.module holding "module: /path/to/p11-card-pkcs11.so".
+// P11CARD_DEBUG=p11 traces every call and its return value (never arguments);
+// P11CARD_NO_PKCS1_DECRYPT=1 switches off PKCS#1 v1.5 decryption.
+//
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).
 //   - A forked child cannot use the Go runtime it inherited: module.c records the pid at
 //     load, and in a child that did not exec every call fails without entering Go
 //     (C_Initialize: CKR_FUNCTION_FAILED; the rest: CKR_CRYPTOKI_NOT_INITIALIZED).
+//   - Go's c-shared libraries use initial-exec TLS (readelf: STATIC_TLS): a process that
+//     has already exhausted its static TLS space cannot dlopen the module.
 //   - CKF_LIBRARY_CANT_CREATE_OS_THREADS is accepted (the runtime's threads predate
 //     C_Initialize); application mutex callbacks are accepted only with
 //     CKF_OS_LOCKING_OK (CKR_CANT_LOCK otherwise): we lock with Go primitives.
