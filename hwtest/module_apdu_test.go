@@ -3,6 +3,7 @@
 package hwtest
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -38,6 +39,25 @@ func TestModuleAPDUCount(t *testing.T) {
 		counts[m.name] = log.Count() - n
 	}
 	t.Logf("APDUs for pkcs11-tool --sign: %v", counts)
+	list := map[string]int{}
+	for _, m := range []struct{ name, path string }{{"p11-card", so}, {"opensc", openscModule}, {"ykcs11", ykcs11Module}} {
+		n := log.Count()
+		if _, err := runToolErr(t, "pkcs11-tool", "--module", m.path, "-O", "--login", "--pin", modPIN); err != nil {
+			t.Logf("%s: %v", m.name, err)
+			continue
+		}
+		list[m.name] = log.Count() - n
+		if m.name == "p11-card" {
+			hist := map[string]int{}
+			for _, e := range log.Entries()[n:] {
+				if len(e.Cmd) >= 4 {
+					hist[fmt.Sprintf("%02X %02X", e.Cmd[1], e.Cmd[2])]++
+				}
+			}
+			t.Logf("p11-card -O --login by INS P1: %v", hist)
+		}
+	}
+	t.Logf("APDUs for pkcs11-tool -O --login: %v", list)
 	if o, ok := counts["opensc"]; ok && counts["p11-card"] > o {
 		t.Errorf("p11-card used %d APDUs, OpenSC %d", counts["p11-card"], o)
 	}
