@@ -37,6 +37,9 @@ func TestModuleAPDUCount(t *testing.T) {
 			continue
 		}
 		counts[m.name] = log.Count() - n
+		if m.name == "p11-card" {
+			t.Logf("p11-card --sign by INS P1: %v", insHistogram(log, n))
+		}
 	}
 	t.Logf("APDUs for pkcs11-tool --sign: %v", counts)
 	list := map[string]int{}
@@ -48,17 +51,22 @@ func TestModuleAPDUCount(t *testing.T) {
 		}
 		list[m.name] = log.Count() - n
 		if m.name == "p11-card" {
-			hist := map[string]int{}
-			for _, e := range log.Entries()[n:] {
-				if len(e.Cmd) >= 4 {
-					hist[fmt.Sprintf("%02X %02X", e.Cmd[1], e.Cmd[2])]++
-				}
-			}
-			t.Logf("p11-card -O --login by INS P1: %v", hist)
+			t.Logf("p11-card -O --login by INS P1: %v", insHistogram(log, n))
 		}
 	}
 	t.Logf("APDUs for pkcs11-tool -O --login: %v", list)
 	if o, ok := counts["opensc"]; ok && counts["p11-card"] > o {
 		t.Errorf("p11-card used %d APDUs, OpenSC %d", counts["p11-card"], o)
 	}
+}
+
+// insHistogram counts the commands logged since entry n by INS and P1.
+func insHistogram(log *vcard.Log, n int) map[string]int {
+	hist := map[string]int{}
+	for _, e := range log.Entries()[n:] {
+		if len(e.Cmd) >= 4 {
+			hist[fmt.Sprintf("%02X %02X", e.Cmd[1], e.Cmd[2])]++
+		}
+	}
+	return hist
 }

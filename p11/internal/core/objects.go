@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"slices"
 
 	"github.com/p11-card/p11-card/cards"
 )
@@ -82,26 +83,40 @@ func (m *Module) lookup(s *session, h uint64) (*object, cards.Object, error) {
 	return nil, cards.Object{}, errRV(CKR_OBJECT_HANDLE_INVALID, "object gone from the card")
 }
 
-// attrsOf computes a token object's attributes.
-func (m *Module) attrsOf(ts *tokenState, co cards.Object) attrSet {
+// attrsOf computes a token object's attributes. want names the attributes the caller
+// needs (nil: all): those that cost card reads of other objects (a key's CKA_SUBJECT from
+// its certificate, a certificate's CKA_CERTIFICATE_CATEGORY) are read only when wanted.
+func (m *Module) attrsOf(ts *tokenState, co cards.Object, want []uint64) attrSet {
+	wanted := func(t uint64) bool { return want == nil || slices.Contains(want, t) }
 	var mechs []uint64
 	var subj []byte
 	if co.Key != nil {
 		mechs = keyMechanisms(ts, co.Key)
-		if certs, err := m.tokenObjects(ts, cards.Filter{ID: co.ID, Kind: cards.KindCertificate}); err == nil {
-			for _, c := range certs {
-				if bytes.Equal(c.ID, co.ID) {
-					subj = tokenAttrs(c, "", nil, nil).v[CKA_SUBJECT]
-					break
+		if wanted(CKA_SUBJECT) {
+			if certs, err := m.tokenObjects(ts, cards.Filter{ID: co.ID, Kind: cards.KindCertificate}); err == nil {
+				for _, c := range certs {
+					if bytes.Equal(c.ID, co.ID) {
+						subj = tokenAttrs(c, "", nil, nil).v[CKA_SUBJECT]
+						break
+					}
 				}
 			}
 		}
 	}
 	a := tokenAttrs(co, ts.info.Serial, mechs, subj)
-	if co.Kind == cards.KindCertificate {
+	if co.Kind == cards.KindCertificate && wanted(CKA_CERTIFICATE_CATEGORY) {
 		a.v[CKA_CERTIFICATE_CATEGORY] = EncodeULong(m.certCategory(ts, co))
 	}
 	return a
+}
+
+// attrTypes lists a template's types.
+func attrTypes(tmpl []Attr) []uint64 {
+	out := make([]uint64, len(tmpl))
+	for i, a := range tmpl {
+		out[i] = a.Type
+	}
+	return out
 }
 
 // certCategory is CKA_CERTIFICATE_CATEGORY: the token user's own certificate when the card
@@ -138,7 +153,7 @@ func (m *Module) GetAttributeValue(h, obj uint64, types []uint64) ([]AttrValue, 
 		a = o.attrs
 		m.mu.RUnlock()
 	} else {
-		a = m.attrsOf(s.ts, co)
+		a = m.attrsOf(s.ts, co, types)
 	}
 	out := make([]AttrValue, len(types))
 	for i, t := range types {
@@ -159,7 +174,7 @@ func (m *Module) ObjectSize(h, obj uint64) (uint64, error) {
 	}
 	a := o.attrs
 	if o.owner == nil {
-		a = m.attrsOf(s.ts, co)
+		a = m.attrsOf(s.ts, co, nil)
 	}
 	var n uint64
 	for _, v := range a.v {
@@ -232,7 +247,7 @@ func (m *Module) FindObjectsInit(h uint64, tmpl []Attr) error {
 			if co.Private && login != loginUser {
 				continue
 			}
-			if m.attrsOf(s.ts, co).matches(tmpl) {
+			if m.attrsOf(s.ts, co, attrTypes(tmpl)).matches(tmpl) {
 				match = append(match, co)
 			}
 		}
@@ -541,7 +556,7 @@ func (m *Module) SetAttributeValue(h, obj uint64, tmpl []Attr) error {
 		if !s.rw {
 			return errRV(CKR_SESSION_READ_ONLY, "read-only session")
 		}
-		cur := m.attrsOf(s.ts, co)
+		cur := m.attrsOf(s.ts, co, attrTypes(tmpl))
 		for typ, v := range t {
 			if cur.sensitive[typ] {
 				return errRV(CKR_ATTRIBUTE_READ_ONLY, "sensitive attribute")
