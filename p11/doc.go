@@ -19,7 +19,9 @@
 // ssh-add -s, modutil -add -libfile), or register it with p11-kit by a module file such as
 // /etc/pkcs11/modules/p11-card.module holding "module: /path/to/p11-card-pkcs11.so".
 // P11CARD_DEBUG=p11 traces every call and its return value (never arguments);
-// P11CARD_NO_PKCS1_DECRYPT=1 switches off PKCS#1 v1.5 decryption.
+// P11CARD_NO_PKCS1_DECRYPT=1 switches off PKCS#1 v1.5 decryption; P11CARD_PIN_CACHE=1
+// keeps the user PIN in memory while logged in, to log in again after another
+// application reset the card (off by default).
 //
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).

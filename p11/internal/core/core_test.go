@@ -1131,3 +1131,49 @@ func TestCardForgetsLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPINCache(t *testing.T) {
+	src := newFakeSource()
+	c := newFakeCard(t)
+	src.insert(c)
+	m := New(Options{NewSource: func() SlotSource { return src }, PINCache: true})
+	if err := m.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Finalize() })
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	login(t, m, s)
+	k := find1(t, m, s, CKO_PRIVATE_KEY, 1)
+	forget := func() {
+		c.mu.Lock()
+		c.verified = false
+		c.mu.Unlock()
+	}
+	// Another application reset the card: the cached PIN logs in again.
+	forget()
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, k), CKR_OK)
+	if _, err := m.Sign(s, []byte("x"), 256); err != nil {
+		t.Fatalf("sign after reset with the PIN cache: %v", err)
+	}
+	// The PIN changed meanwhile: one failed try, then logged out, cache gone.
+	forget()
+	c.mu.Lock()
+	c.pin = []byte("999999")
+	c.mu.Unlock()
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, k), CKR_OK)
+	_, err := m.Sign(s, []byte("x"), 256)
+	wantRV(t, err, CKR_PIN_INCORRECT)
+	if c.retries != 2 {
+		t.Errorf("retries %d: the cache tried more than once", c.retries)
+	}
+	if si, _ := m.SessionInfo(s); si.State != CKS_RO_PUBLIC_SESSION {
+		t.Error("still logged in after the cached PIN failed")
+	}
+	m.mu.RLock()
+	for _, ts := range m.tokens {
+		if ts.pin != nil {
+			t.Error("PIN still cached")
+		}
+	}
+	m.mu.RUnlock()
+}

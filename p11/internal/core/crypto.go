@@ -426,11 +426,11 @@ func (m *Module) sign(s *session, op *operation, data []byte, final bool) ([]byt
 		return nil, err
 	}
 	var sig []byte
-	err = m.keyOpFailed(s.ts, m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
+	err = m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
 		var err error
 		sig, err = tok.Sign(ctx, op.key.ID, scheme, in, auth)
 		return err
-	}))
+	})
 	if auth != nil {
 		clear(auth.PIN)
 	}
@@ -707,11 +707,11 @@ func (m *Module) decrypt(s *session, op *operation, data []byte) ([]byte, error)
 		return nil, err
 	}
 	var out []byte
-	err = m.keyOpFailed(s.ts, m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
+	err = m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
 		var err error
 		out, err = tok.Decrypt(ctx, op.key.ID, scheme, data, auth)
 		return err
-	}))
+	})
 	if auth != nil {
 		clear(auth.PIN)
 	}

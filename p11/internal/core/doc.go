@@ -43,7 +43,9 @@
 // Limits: C_InitPIN needs the card's unblocking secret, which an SO login does not carry
 // (CKR_FUNCTION_NOT_SUPPORTED; use `p11-card pin unblock`). Token objects accept no
 // attribute changes other than their current values (cards store no labels). Data
-// objects can be created as session objects only. The module does not cache PINs: when
-// another application resets the card or logs it out, operations answer
-// CKR_USER_NOT_LOGGED_IN until the application logs in again.
+// objects can be created as session objects only. The module does not cache PINs unless told
+// to (Options.PINCache, P11CARD_PIN_CACHE=1): when another application resets the card
+// or logs it out, a key operation answers CKR_USER_NOT_LOGGED_IN and the application is
+// logged out, so it can log in again; with the cache, the module logs in again once by
+// itself (a failure drops the cache: at most one PIN try).
 package core

@@ -68,11 +68,11 @@ func (m *Module) DeriveKey(h uint64, mech Mechanism, base uint64, tmpl []Attr) (
 		return 0, errRV(CKR_USER_NOT_LOGGED_IN, "PIN-always keys cannot derive through Cryptoki")
 	}
 	var secret []byte
-	if err := m.keyOpFailed(s.ts, m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
+	if err := m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
 		var err error
 		secret, err = tok.Derive(ctx, co.ID, peer, nil)
 		return err
-	})); err != nil {
+	}); err != nil {
 		return 0, err
 	}
 	if want := (curveBits[k.Alg] + 7) / 8; len(secret) != want {

@@ -28,6 +28,11 @@ type Options struct {
 	// NoPKCS1Decrypt switches off CKM_RSA_PKCS decryption (padding-oracle hardening);
 	// also set by P11CARD_NO_PKCS1_DECRYPT=1.
 	NoPKCS1Decrypt bool
+	// PINCache keeps the user PIN in memory while the application is logged in, to log
+	// in again when another application reset the card or logged it out (as OpenSC's
+	// pin_cache does). Off by default; P11CARD_PIN_CACHE=1 turns it on. A re-login that
+	// fails (the PIN was changed) drops the cache and the login: one try at most.
+	PINCache bool
 	// Description and Manufacturer fill CK_INFO.
 	Description, Manufacturer string
 	// Version is the library version for CK_INFO.
@@ -57,6 +62,9 @@ type Module struct {
 func New(opts Options) *Module {
 	if os.Getenv("P11CARD_NO_PKCS1_DECRYPT") == "1" {
 		opts.NoPKCS1Decrypt = true
+	}
+	if os.Getenv("P11CARD_PIN_CACHE") == "1" {
+		opts.PINCache = true
 	}
 	if opts.Description == "" {
 		opts.Description = "p11-card PKCS#11 module"
@@ -115,6 +123,8 @@ func (m *Module) Finalize() error {
 	}
 	for _, ts := range m.tokens {
 		ts.dead = true
+		clear(ts.pin)
+		ts.pin = nil
 	}
 	// Fresh empty tables: a call racing with Finalize finds nothing and writes nowhere
 	// that matters.

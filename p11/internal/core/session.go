@@ -224,6 +224,9 @@ func (m *Module) Login(h uint64, userType uint64, pin []byte) error {
 		return errRV(CKR_USER_ALREADY_LOGGED_IN, "already logged in")
 	}
 	ts.login = want
+	if want == loginUser && m.opts.PINCache && pin != nil {
+		ts.pin = append([]byte(nil), pin...)
+	}
 	return nil
 }
 
@@ -269,6 +272,8 @@ func (m *Module) Logout(h uint64) error {
 // private session objects are destroyed.
 func (m *Module) logoutLocked(ts *tokenState) {
 	ts.login = loginNone
+	clear(ts.pin)
+	ts.pin = nil
 	for h, o := range m.objects {
 		if o.ts == ts && o.private {
 			delete(m.objects, h)

@@ -33,6 +33,7 @@ type tokenState struct {
 
 	// Guarded by Module.mu.
 	login   int
+	pin     []byte // the user PIN, only with Options.PINCache while logged in
 	handles map[string]uint64 // token object handle → object handle
 	dead    bool
 }
@@ -146,6 +147,8 @@ func (m *Module) token(id uint64) (*tokenState, error) {
 func (m *Module) dropTokenLocked(ts *tokenState) {
 	ts.dead = true
 	ts.login = loginNone
+	clear(ts.pin)
+	ts.pin = nil
 	for h, s := range m.sessions {
 		if s.ts == ts {
 			s.closed.Store(true)
@@ -278,6 +281,35 @@ func (m *Module) keyOpFailed(ts *tokenState, err error) error {
 		m.mu.Unlock()
 	}
 	return err
+}
+
+// keyOp runs a private-key operation; with the PIN cache on, a card that forgot the
+// login is logged in again once and the operation repeated.
+func (m *Module) keyOp(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
+	err := m.io(ts, f)
+	if err == nil || RV(err) != CKR_USER_NOT_LOGGED_IN {
+		return err
+	}
+	m.mu.RLock()
+	pin := append([]byte(nil), ts.pin...)
+	cached := ts.login == loginUser && ts.pin != nil
+	m.mu.RUnlock()
+	defer clear(pin)
+	if !cached {
+		return m.keyOpFailed(ts, err)
+	}
+	logf("card lost the login state; logging in again with the cached PIN")
+	if lerr := m.io(ts, func(ctx context.Context, tok cards.Token) error {
+		return tok.Login(ctx, cards.RoleUser, pin)
+	}); lerr != nil {
+		m.mu.Lock()
+		if ts.login == loginUser && !ts.dead {
+			m.logoutLocked(ts) // wipes the cache: never a second try
+		}
+		m.mu.Unlock()
+		return lerr
+	}
+	return m.keyOpFailed(ts, m.io(ts, f))
 }
 
 // removalSettle bounds how long a transport failure waits for the slot manager to tell
