@@ -33,7 +33,7 @@ type tokenState struct {
 
 	// Guarded by Module.mu.
 	login   int
-	pin     []byte // the user PIN, only with Options.PINCache while logged in
+	pin     []byte            // the user PIN, only with Options.PINCache while logged in
 	handles map[string]uint64 // token object handle → object handle
 	dead    bool
 }
