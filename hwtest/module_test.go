@@ -394,15 +394,7 @@ func TestModuleP11Tool(t *testing.T) {
 func TestModuleOpenSSLEngine(t *testing.T) {
 	c := modCard(t, pivtest.Options{})
 	so, _ := modBuild(t)
-	// The engine lives in OpenSSL's ENGINESDIR (libengine-pkcs11-openssl).
-	ev := runTool(t, "openssl", "version", "-e")
-	dir := ""
-	if m := regexp.MustCompile(`ENGINESDIR: "([^"]+)"`).FindStringSubmatch(ev); m != nil {
-		dir = m[1]
-	}
-	if _, err := os.Stat(filepath.Join(dir, "pkcs11.so")); dir == "" || err != nil {
-		missing(t, "libengine-pkcs11-openssl: no pkcs11.so in %q (%v)", dir, err)
-	}
+	engineDir(t)
 	t.Setenv("PKCS11_MODULE_PATH", so)
 	data := writeFile(t, "data", []byte("openssl data"))
 	sig := filepath.Join(t.TempDir(), "sig")
@@ -413,6 +405,20 @@ func TestModuleOpenSSLEngine(t *testing.T) {
 	out := runTool(t, "openssl", "dgst", "-sha256", "-verify", pubPEM, "-signature", sig, data)
 	if !strings.Contains(out, "Verified OK") {
 		t.Errorf("openssl verify:\n%s", out)
+	}
+}
+
+// engineDir checks that OpenSSL's pkcs11 engine (libengine-pkcs11-openssl) is in
+// OpenSSL's ENGINESDIR, where `-engine pkcs11` finds it.
+func engineDir(t *testing.T) {
+	t.Helper()
+	ev := runTool(t, "openssl", "version", "-e")
+	dir := ""
+	if m := regexp.MustCompile(`ENGINESDIR: "([^"]+)"`).FindStringSubmatch(ev); m != nil {
+		dir = m[1]
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pkcs11.so")); dir == "" || err != nil {
+		missing(t, "libengine-pkcs11-openssl: no pkcs11.so in %q (%v)", dir, err)
 	}
 }
 
@@ -460,35 +466,14 @@ func writeAt(t *testing.T, p, s string) {
 }
 
 func TestModuleSSH(t *testing.T) {
-	c := modCard(t, pivtest.Options{})
+	modCard(t, pivtest.Options{})
 	so, _ := modBuild(t)
 	out := runTool(t, "ssh-keygen", "-D", so)
 	if n := strings.Count(out, "ssh-rsa ") + strings.Count(out, "ecdsa-sha2-nistp256 "); n < 4 {
 		t.Fatalf("ssh-keygen -D found %d keys:\n%s", n, out)
 	}
 	// An agent holding the card's keys signs; ssh-keygen -Y verifies.
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "agent.sock")
-	askpass := filepath.Join(dir, "askpass")
-	writeAt(t, askpass, "#!/bin/sh\necho "+modPIN+"\n")
-	os.Chmod(askpass, 0o755)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	agent := toolCmd(t, ctx, "ssh-agent", "-D", "-a", sock, "-P", filepath.Dir(so)+"/*")
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); agent.Wait() }()
-	for i := 0; i < 100; i++ {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Setenv("SSH_AUTH_SOCK", sock)
-	t.Setenv("SSH_ASKPASS", askpass)
-	t.Setenv("SSH_ASKPASS_REQUIRE", "force")
-	t.Setenv("DISPLAY", ":0")
+	dir := sshAgent(t, so)
 	runTool(t, "ssh-add", "-s", so)
 	keys := runTool(t, "ssh-add", "-L")
 	var rsaLine string
@@ -501,19 +486,55 @@ func TestModuleSSH(t *testing.T) {
 	if rsaLine == "" {
 		t.Fatalf("no RSA key in the agent:\n%s", keys)
 	}
+	sshAgentSigns(t, dir, rsaLine)
+}
+
+// sshAgent starts an ssh-agent that may load so, points SSH_AUTH_SOCK at it and makes
+// ssh-add read the PIN from an askpass script; it returns a scratch directory.
+func sshAgent(t *testing.T, so string) string {
+	t.Helper()
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	askpass := filepath.Join(dir, "askpass")
+	writeAt(t, askpass, "#!/bin/sh\necho "+modPIN+"\n")
+	os.Chmod(askpass, 0o755)
+	ctx, cancel := context.WithCancel(context.Background())
+	agent := toolCmd(t, ctx, "ssh-agent", "-D", "-a", sock, "-P", filepath.Dir(so)+"/*")
+	if err := agent.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); agent.Wait() })
+	for i := 0; i < 100; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	t.Setenv("SSH_ASKPASS", askpass)
+	t.Setenv("SSH_ASKPASS_REQUIRE", "force")
+	t.Setenv("DISPLAY", ":0")
+	return dir
+}
+
+// sshAgentSigns has the agent sign a file with the key of the authorized_keys line
+// keyLine (ssh-keygen -Y sign) and checks the signature (ssh-keygen -Y verify).
+func sshAgentSigns(t *testing.T, dir, keyLine string) {
+	t.Helper()
 	pubFile := filepath.Join(dir, "id.pub")
-	writeAt(t, pubFile, rsaLine+"\n")
+	writeAt(t, pubFile, keyLine+"\n")
 	msg := filepath.Join(dir, "msg")
 	writeAt(t, msg, "signed through the agent\n")
+	os.Remove(msg + ".sig")
 	runTool(t, "ssh-keygen", "-Y", "sign", "-f", pubFile, "-n", "file", msg)
 	allowed := filepath.Join(dir, "allowed")
-	writeAt(t, allowed, "card@test "+rsaLine+"\n")
+	writeAt(t, allowed, "card@test "+keyLine+"\n")
 	vcmd := toolCmd(t, context.Background(), "ssh-keygen", "-Y", "verify", "-f", allowed, "-I", "card@test", "-n", "file", "-s", msg+".sig")
 	vcmd.Stdin = strings.NewReader("signed through the agent\n")
 	if vout, err := vcmd.CombinedOutput(); err != nil || !strings.Contains(string(vout), "Good") {
-		t.Errorf("ssh-keygen -Y verify: %v\n%s", err, vout)
+		t.Errorf("ssh-keygen -Y verify %.40s…: %v\n%s", keyLine, err, vout)
 	}
-	_ = c
 }
 
 func TestModuleCLI(t *testing.T) {
