@@ -87,14 +87,33 @@ rig-up: build
 rig-down:
 	@if [ -x $(BIN)/p11-card ]; then $(BIN)/p11-card rig down --dir $(RIG_DIR); else echo "rig-down: no bin/p11-card, nothing to stop"; fi
 
+DEMO_ENV := PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm
+DEMO_DIR := $(RIG_DIR)/demo
+# The virtual card's factory defaults (p11-card help rig); change them on a real card.
+DEMO_PIN := 123456
+DEMO_MGMT := 010203040506070801020304050607080102030405060708
+
 demo: deps build
 	@$(BIN)/p11-card rig status --dir $(RIG_DIR) >/dev/null 2>&1 || $(BIN)/p11-card rig up --dir $(RIG_DIR)
 	@$(BIN)/p11-card rig remove --dir $(RIG_DIR) --reader 0 >/dev/null
 	$(BIN)/p11-card rig insert --dir $(RIG_DIR) --reader 0 --card piv
-	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm $(BIN)/p11-card readers
+	@mkdir -p $(DEMO_DIR)
+	$(DEMO_ENV) $(BIN)/p11-card readers
 ifneq ($(HAVE_MODULE),)
-	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm pkcs11-tool --module $(BIN)/p11-card-pkcs11.so -L -O
-	PCSCLITE_CSOCK_NAME=$(RIG_DIR)/pcscd/pcscd.comm ssh-keygen -D $(BIN)/p11-card-pkcs11.so
+	@echo; echo "== the module's slots and the factory-fresh card's public objects (pkcs11-tool)"
+	$(DEMO_ENV) pkcs11-tool --module $(BIN)/p11-card-pkcs11.so -L -O
+	@echo; echo "== a P-256 key generated on the card in PIV slot 9A (CKA_ID 01), authorised by the management key"
+	echo $(DEMO_MGMT) | $(DEMO_ENV) $(BIN)/p11-card keygen --id 01 --alg p256
+	@echo; echo "== a signature with it after logging in with the PIN, checked by pkcs11-tool"
+	@printf 'signed on the virtual card\n' >$(DEMO_DIR)/msg
+	$(DEMO_ENV) pkcs11-tool --module $(BIN)/p11-card-pkcs11.so --login --pin $(DEMO_PIN) --sign \
+		--id 01 -m ECDSA-SHA256 --input-file $(DEMO_DIR)/msg --output-file $(DEMO_DIR)/sig
+	$(DEMO_ENV) pkcs11-tool --module $(BIN)/p11-card-pkcs11.so --verify --id 01 -m ECDSA-SHA256 \
+		--input-file $(DEMO_DIR)/msg --signature-file $(DEMO_DIR)/sig
+	@echo; echo "== OpenSSH sees the card's keys (ssh-keygen -D)"
+	$(DEMO_ENV) ssh-keygen -D $(BIN)/p11-card-pkcs11.so
+	@echo; echo "== p11-card test: every signing key signs and verifies through the module"
+	echo $(DEMO_PIN) | $(DEMO_ENV) $(BIN)/p11-card test --module $(BIN)/p11-card-pkcs11.so
 endif
 	@echo
 	@echo "The rig is still up. Use it from this shell with:"
