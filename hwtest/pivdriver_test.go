@@ -320,6 +320,7 @@ func TestPIVDriverObjectsCLI(t *testing.T) {
 		Objects []struct {
 			Handle string `json:"handle"`
 			ID     string `json:"id"`
+			URI    string `json:"uri"`
 		} `json:"objects"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
@@ -329,11 +330,20 @@ func TestPIVDriverObjectsCLI(t *testing.T) {
 		t.Errorf("serial %q", rep.Token.Serial)
 	}
 	var hs []string
+	uris := map[string]string{}
 	for _, o := range rep.Objects {
 		hs = append(hs, o.Handle)
+		uris[o.Handle] = o.URI
 	}
 	if !strings.Contains(strings.Join(hs, " "), "9c/priv") {
 		t.Errorf("objects %v", hs)
+	}
+	// The URI names that one object to a PKCS#11 application (GnuTLS's p11tool) through
+	// the module.
+	so, _ := modBuild(t)
+	list := runTool(t, "p11tool", "--provider", so, "--list-all", uris["9c/pub"])
+	if strings.Count(list, "URL: ") != 1 || !strings.Contains(list, "ID: 02") || !strings.Contains(list, "Public key (EC/ECDSA-SECP384R1)") {
+		t.Errorf("p11tool --list-all %s:\n%s", uris["9c/pub"], list)
 	}
 }
 

@@ -27,7 +27,8 @@ func init() {
 		help: `Binds the card in a reader with the same drivers the PKCS#11 module uses and lists
 its objects: certificates, public and private keys, data objects. For each: kind,
 CKA_ID (hex), handle, label, the key's algorithm and size, and its PIN and touch
-policies where the card tells them (PIV: YubiKey 5.3 and later).
+policies where the card tells them (PIV: YubiKey 5.3 and later), and the object's
+RFC 7512 PKCS#11 URI as the module presents it.
 
   --reader NAME  the reader to use: its full name, or a part of it naming one
                  reader (or one holding a card); default: the first reader holding
@@ -36,7 +37,7 @@ policies where the card tells them (PIV: YubiKey 5.3 and later).
                  "manufacturer", "model", "serial", "firmware"}, "objects": [{"handle",
                  "kind", "id", "label", "private", "key": {"alg", "bits", "pin_policy",
                  "touch_policy", "always_auth", "local", "sign", "decrypt", "derive"},
-                 "cert": {"subject", "issuer", "not_after", "key"}, "size"}]}
+                 "cert": {"subject", "issuer", "not_after", "key"}, "size", "uri"}]}
 
 No PIN is asked: private objects are listed (flagged), nothing secret is read.`,
 		run: runObjects,
@@ -161,6 +162,7 @@ type objectJSON struct {
 	Key     *keyJSON  `json:"key,omitempty"`
 	Cert    *certJSON `json:"cert,omitempty"`
 	Size    int       `json:"size,omitempty"` // bytes of a certificate or data object
+	URI     string    `json:"uri"`            // RFC 7512, as the module presents the object
 }
 
 type keyJSON struct {
@@ -210,7 +212,9 @@ func runObjects(ctx context.Context, e *env, args []string) error {
 	}
 	rep := objectsReport{Reader: name, Token: tokenJSONOf(tok.Info()), Objects: []objectJSON{}}
 	for _, o := range objs {
-		rep.Objects = append(rep.Objects, objectJSONOf(o))
+		j := objectJSONOf(o)
+		j.URI = pkcs11URI(tok.Info(), o)
+		rep.Objects = append(rep.Objects, j)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -307,4 +311,8 @@ func printObjects(w io.Writer, rep objectsReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Kind, o.ID, o.Handle, o.Label, key, details)
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "\nPKCS#11 URIs (RFC 7512) for pkcs11-tool, p11tool, OpenSSL, ssh:")
+	for _, o := range rep.Objects {
+		fmt.Fprintf(w, "  %-8s %s\n", o.Handle, o.URI)
+	}
 }
