@@ -127,3 +127,53 @@ func mustLogin(t *testing.T, tok cards.Token, role cards.Role, secret string) {
 		t.Fatalf("Login %v: %v", role, err)
 	}
 }
+
+// TestObjectsFromCacheNoTransaction: a listing the caches answer whole takes no PC/SC
+// transaction; one that must read takes exactly one, and a reset met there is handled.
+func TestObjectsFromCacheNoTransaction(t *testing.T) {
+	fx := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) {
+		if _, err := c.GenerateInSlot(0x9A, pivtest.AlgECCP256); err != nil {
+			t.Fatal(err)
+		}
+	})
+	ctx := context.Background()
+	locks := func() int { fx.conn.mu.Lock(); defer fx.conn.mu.Unlock(); return fx.conn.locks }
+	l0 := locks()
+	first, err := fx.tok.Objects(ctx, cards.Filter{})
+	if err != nil || len(first) == 0 {
+		t.Fatalf("Objects = %d objects, %v", len(first), err)
+	}
+	if d := locks() - l0; d != 1 {
+		t.Errorf("first listing took %d transactions, want 1", d)
+	}
+	l0 = locks()
+	for i := 0; i < 3; i++ {
+		n, _ := fx.conn.count(func() {
+			again, err := fx.tok.Objects(ctx, cards.Filter{ID: []byte{0x01}})
+			if err != nil || len(again) == 0 {
+				t.Fatalf("Objects(01) = %d objects, %v", len(again), err)
+			}
+		})
+		if n != 0 {
+			t.Errorf("cached listing sent %d APDUs", n)
+		}
+	}
+	if d := locks() - l0; d != 0 {
+		t.Errorf("cached listings took %d transactions, want 0", d)
+	}
+	// After a change the next listing reads again, in one transaction, and a reset
+	// reported by that Lock selects PIV first.
+	fx.tok.forget(0x9A)
+	fx.conn.mu.Lock()
+	fx.conn.resetNext = true
+	fx.conn.mu.Unlock()
+	l0 = locks()
+	_, ins := fx.conn.count(func() {
+		if _, err := fx.tok.Objects(ctx, cards.Filter{ID: []byte{0x01}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if d := locks() - l0; d != 1 || len(ins) == 0 || ins[0] != "A4" {
+		t.Errorf("re-read: %d transactions, commands %v (want 1, SELECT first)", d, ins)
+	}
+}

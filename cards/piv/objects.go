@@ -92,12 +92,10 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 	if len(keySlots) == 0 && len(attSlots) == 0 && len(datas) == 0 || !needKey && !needCert && len(attSlots) == 0 && len(datas) == 0 {
 		return nil, nil
 	}
-	unlock, err := t.begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+	// Listings after the first come from the caches: no transaction unless a read is due.
+	defer t.beginLazy()()
 
+	var err error
 	if f.ID == nil && !t.hasMeta && (needKey || needCert || len(attSlots) > 0) {
 		// Without metadata every retired slot costs a certificate read; the key history
 		// object (part 1 §3.3.2) says how many retired keys have on-card certificates,

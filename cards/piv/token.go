@@ -37,6 +37,10 @@ type Token struct {
 	reselect bool
 	// first: the next command is the first of this transaction.
 	first bool
+	// lazy: an operation under beginLazy has not needed the card yet; the first command
+	// begins the transaction (lazyUnlock ends it).
+	lazy       bool
+	lazyUnlock func()
 
 	// Caches, per insertion.
 	slots     map[Slot]*slotCache
@@ -112,6 +116,20 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 	return unlock, nil
 }
 
+// beginLazy is begin for an operation the caches may answer whole (an object listing
+// after the first): the transaction starts with the first command sent, so an answer from
+// memory costs no PC/SC call at all. The returned func ends the operation.
+func (t *Token) beginLazy() func() {
+	t.lazy = true
+	return func() {
+		t.lazy = false
+		if u := t.lazyUnlock; u != nil {
+			t.lazyUnlock = nil
+			u()
+		}
+	}
+}
+
 func (t *Token) selectApp(ctx context.Context) error {
 	t.reselect, t.first = true, false
 	if _, err := cards.SelectAID(ctx, t.conn, aidPIV, short); err != nil {
@@ -129,6 +147,14 @@ type tx struct{ t *Token }
 
 func (x tx) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	t := x.t
+	if t.lazy {
+		t.lazy = false
+		unlock, err := t.begin(ctx)
+		if err != nil {
+			return nil, err
+		}
+		t.lazyUnlock = unlock
+	}
 	first := t.first
 	t.first = false
 	resp, err := t.conn.Transmit(ctx, cmd)
