@@ -4,6 +4,7 @@
 #   make build    bin/p11-card and (once p11/ exists) bin/p11-card-pkcs11.so
 #   make test     deps, build, vet, unit tests with -race, then the rig tests (hwtest)
 #   make fuzz     every Fuzz* target for FUZZTIME (default 10s) each
+#   make bench    p11-card, OpenSC and ykcs11 side by side on one virtual card (bench-out/)
 #   make demo     a virtual PIV card in a private pcscd, shown by p11-card and the module
 #   make rig-up / rig-down   the virtual card rig on its own
 #   make clean
@@ -78,8 +79,17 @@ fuzz:
 		done; \
 	done
 
-bench:
-	@echo "bench: benchmarks come with a later issue; nothing to run yet."
+# Our module, OpenSC's and ykcs11 side by side on one virtual card, BENCH_RUNS processes per
+# cell; the table goes to stdout and, with JSON, to $(BENCH_OUT).
+BENCH_RUNS ?= 5
+BENCH_OUT ?= $(CURDIR)/bench-out
+bench: deps build
+	@mkdir -p $(BENCH_OUT)
+	@P11CARD_RIG_REQUIRED=1 P11CARD_BENCH=$(BENCH_RUNS) P11CARD_BENCH_OUT=$(BENCH_OUT) \
+		$(GO) test -tags hwtest -count=1 -run '^TestBench$$' -timeout 20m ./hwtest/ >$(BENCH_OUT)/bench.log 2>&1 \
+		|| { cat $(BENCH_OUT)/bench.log; exit 1; }
+	@cat $(BENCH_OUT)/bench.md
+	@echo; echo "bench: $(BENCH_OUT)/bench.md and $(BENCH_OUT)/bench.json (log: $(BENCH_OUT)/bench.log)"
 
 rig-up: build
 	$(BIN)/p11-card rig up --dir $(RIG_DIR)

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	start := time.Now()
-	sharedRig, rigErr = rig.Start(ctx, rig.Options{Readers: 4, Names: []string{yubicoReaderName, vpcdReaderName}})
+	sharedRig, rigErr = rig.Start(ctx, rig.Options{Readers: 4, Names: []string{yubicoReaderName, vpcdReaderName}, Debug: true})
 	cancel()
 	if rigErr != nil {
 		if rigRequired() {

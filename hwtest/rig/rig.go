@@ -2,6 +2,7 @@ package rig
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,11 +40,15 @@ type Options struct {
 	// Dir holds pcscd's socket, configuration and log. Empty: a new temporary directory,
 	// removed by Stop. A given directory is created if needed and left in place.
 	Dir string
+	// Debug runs pcscd with -d: its log then has a line for every call a client makes,
+	// which ClientCalls counts.
+	Debug bool
 }
 
 // Rig is a running private pcscd with vpcd readers.
 type Rig struct {
 	dir, sock, confDir, logPath string
+	debug                       bool
 	ownDir                      bool
 	names                       []string // reader names, by index
 	pairNames                   []string
@@ -85,6 +90,7 @@ func Start(ctx context.Context, opt Options) (*Rig, error) {
 	r.sock = filepath.Join(r.dir, "pcscd", "pcscd.comm")
 	r.confDir = filepath.Join(r.dir, "reader.conf.d")
 	r.logPath = filepath.Join(r.dir, "pcscd.log")
+	r.debug = opt.Debug
 	if len(r.sock) >= 108 {
 		return nil, fmt.Errorf("rig: socket path %s is too long for a unix socket", r.sock)
 	}
@@ -225,7 +231,11 @@ func (r *Rig) startPCSCD(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		args = append(args, "-r") // map to root in a user namespace, to be allowed to mount
 	}
-	args = append(args, "-m", "sh", "-c", `mount --bind "$1" /run/pcscd && exec pcscd -f -c "$2"`, "sh", run, r.confDir)
+	flags := "-f"
+	if r.debug {
+		flags = "-f -d"
+	}
+	args = append(args, "-m", "sh", "-c", `mount --bind "$1" /run/pcscd && exec pcscd `+flags+` -c "$2"`, "sh", run, r.confDir)
 	cmd := exec.Command("unshare", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so Stop can kill whatever is left; and pcscd follows the
@@ -389,6 +399,21 @@ func (r *Rig) Dir() string { return r.dir }
 
 // LogPath is the file pcscd's output goes to.
 func (r *Rig) LogPath() string { return r.logPath }
+
+// ClientCalls is the number of PC/SC calls clients have made to pcscd so far (each
+// SCardTransmit, SCardGetStatusChange, SCardBeginTransaction, … that reached it), from
+// pcscd's debug log: -1 without Options.Debug. The difference across a client's run is
+// what that client cost pcscd, however it loaded libpcsclite.
+func (r *Rig) ClientCalls() int {
+	if !r.debug {
+		return -1
+	}
+	b, err := os.ReadFile(r.logPath)
+	if err != nil {
+		return -1
+	}
+	return bytes.Count(b, []byte("Received command: "))
+}
 
 // Readers is the number of readers.
 func (r *Rig) Readers() int { return len(r.names) }
