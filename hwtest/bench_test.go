@@ -76,7 +76,8 @@ func TestBench(t *testing.T) {
 			missing(t, "module %s: %v", m.name, err)
 		}
 	}
-	c, err := pivtest.New(pivtest.Options{})
+	// A 3DES management key (the default before firmware 5.7): ykcs11 2.2 takes no other.
+	c, err := pivtest.New(pivtest.Options{MgmtAlg: pivtest.AlgTDES})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,7 +118,7 @@ func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, er
 			}
 		}
 		if needCert {
-			der, err := t.loadCert(ctx, si)
+			der, err := t.loadSlotCert(ctx, si)
 			if err != nil {
 				return nil, err
 			}
@@ -207,6 +207,24 @@ func (t *Token) canAttest() bool { return t.yubico && t.fwAtLeast(4, 3, 0) }
 // insertion. Only keys generated on the card can be attested: with metadata the origin is
 // checked first (no ATTEST for imported keys or empty slots); without, the card's refusal
 // means "no statement".
+// loadSlotCert is a listed slot's certificate. A retired slot (82–95) that the card's
+// metadata says holds no key is taken as empty without reading its certificate object:
+// retired slots hold old key management keys, a certificate there without its key serves
+// no operation, and the read would cost an APDU per empty slot (20 of the 50 a YubiKey
+// listing takes). Certificates in the named slots are read whatever the metadata says.
+func (t *Token) loadSlotCert(ctx context.Context, si *slotInfo) ([]byte, error) {
+	if si.slot >= 0x82 && si.slot <= 0x95 && t.hasMeta {
+		m, err := t.loadMeta(ctx, si.slot)
+		if err != nil {
+			return nil, err
+		}
+		if t.hasMeta && m == nil {
+			return nil, nil
+		}
+	}
+	return t.loadCert(ctx, si)
+}
+
 func (t *Token) loadAttestation(ctx context.Context, si *slotInfo) ([]byte, error) {
 	c := t.slot(si.slot)
 	if c.attRead {
