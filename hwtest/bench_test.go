@@ -76,16 +76,9 @@ func TestBench(t *testing.T) {
 			missing(t, "module %s: %v", m.name, err)
 		}
 	}
-	// A 3DES management key (the default before firmware 5.7): ykcs11 2.2 takes no other.
-	c, err := pivtest.New(pivtest.Options{MgmtAlg: pivtest.AlgTDES})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []struct{ slot, alg byte }{{0x9A, pivtest.AlgRSA2048}, {0x9C, pivtest.AlgECCP256}, {0x9D, pivtest.AlgRSA2048}, {0x9E, pivtest.AlgECCP256}, {0x82, pivtest.AlgECCP256}} {
-		if _, err := c.GenerateInSlot(s.slot, s.alg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// modCard's keys, with a 3DES management key (the default before firmware 5.7):
+	// ykcs11 2.2 takes no other.
+	c := modKeys(t, pivtest.Options{MgmtAlg: pivtest.AlgTDES})
 	log := &vcard.Log{}
 	insert(t, 0, vcard.WithLog(c, log))
 

@@ -82,6 +82,14 @@ func modBuild(t testing.TB) (so, client string) {
 func modCard(t *testing.T, opt pivtest.Options) *pivtest.Card {
 	t.Helper()
 	testRig(t)
+	c := modKeys(t, opt)
+	insert(t, 0, c)
+	return c
+}
+
+// modKeys is modCard's virtual YubiKey with its keys, not yet inserted.
+func modKeys(t *testing.T, opt pivtest.Options) *pivtest.Card {
+	t.Helper()
 	c, err := pivtest.New(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +99,6 @@ func modCard(t *testing.T, opt pivtest.Options) *pivtest.Card {
 			t.Fatal(err)
 		}
 	}
-	insert(t, 0, c)
 	return c
 }
 
