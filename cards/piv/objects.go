@@ -203,10 +203,6 @@ func (t *Token) trimRetired(ctx context.Context, in []*slotInfo) ([]*slotInfo, e
 
 func (t *Token) canAttest() bool { return t.yubico && t.fwAtLeast(4, 3, 0) }
 
-// loadAttestation asks the card to attest a slot's key (Yubico ATTEST), once per
-// insertion. Only keys generated on the card can be attested: with metadata the origin is
-// checked first (no ATTEST for imported keys or empty slots); without, the card's refusal
-// means "no statement".
 // loadSlotCert is a listed slot's certificate. A retired slot (82–95) that the card's
 // metadata says holds no key is taken as empty without reading its certificate object:
 // retired slots hold old key management keys, a certificate there without its key serves
@@ -225,6 +221,10 @@ func (t *Token) loadSlotCert(ctx context.Context, si *slotInfo) ([]byte, error) 
 	return t.loadCert(ctx, si)
 }
 
+// loadAttestation asks the card to attest a slot's key (Yubico ATTEST), once per
+// insertion. Only keys generated on the card can be attested: with metadata the origin is
+// checked first (no ATTEST for imported keys or empty slots); without, the card's refusal
+// means "no statement".
 func (t *Token) loadAttestation(ctx context.Context, si *slotInfo) ([]byte, error) {
 	c := t.slot(si.slot)
 	if c.attRead {
