@@ -5,6 +5,7 @@
 #   make test     deps, build, vet, unit tests with -race, then the rig tests (hwtest)
 #   make fuzz     every Fuzz* target for FUZZTIME (default 10s) each
 #   make bench    p11-card, OpenSC and ykcs11 side by side on one virtual card (bench-out/)
+#   make soak     the reliability tests at a bigger size
 #   make demo     a virtual PIV card in a private pcscd, shown by p11-card and the module
 #   make rig-up / rig-down   the virtual card rig on its own
 #   make clean
@@ -31,7 +32,7 @@ DEBS := pcscd libpcsclite-dev vsmartcard-vpcd libusb-1.0-0-dev opensc yubico-piv
 
 HAVE_MODULE := $(wildcard p11/*.go)
 
-.PHONY: all deps build test unit hwtest fuzz bench rig-up rig-down demo clean
+.PHONY: all deps build test unit hwtest fuzz bench soak rig-up rig-down demo clean
 all: build
 
 deps:
@@ -90,6 +91,10 @@ bench: deps build
 		|| { cat $(BENCH_OUT)/bench.log; exit 1; }
 	@cat $(BENCH_OUT)/bench.md
 	@echo; echo "bench: $(BENCH_OUT)/bench.md and $(BENCH_OUT)/bench.json (log: $(BENCH_OUT)/bench.log)"
+
+# The reliability tests at a bigger size (1000 random removals: about 15 minutes).
+soak: deps build
+	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -tags hwtest -count=1 -timeout 60m -run '^TestModuleRandomRemoval$$' -v ./hwtest/
 
 rig-up: build
 	$(BIN)/p11-card rig up --dir $(RIG_DIR)

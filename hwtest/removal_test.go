@@ -1,0 +1,132 @@
+//go:build hwtest
+
+package hwtest
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/cards/vcard"
+)
+
+// removalCKR are the codes PKCS#11 gives for a token that left (pkcs11-usage.md §3.4): an
+// operation cut off is CKR_DEVICE_REMOVED, later calls on its sessions
+// CKR_SESSION_HANDLE_INVALID (or closed), the slot then has no token.
+var removalCKR = map[string]bool{
+	"CKR_DEVICE_REMOVED": true, "CKR_SESSION_HANDLE_INVALID": true, "CKR_SESSION_CLOSED": true,
+	"CKR_TOKEN_NOT_PRESENT": true, "CKR_OBJECT_HANDLE_INVALID": true,
+}
+
+// TestModuleRandomRemoval takes the card out at a random APDU of a random pkcs11-tool
+// operation, 200 times (P11CARD_SOAK=1: 1000): every process ends by itself, not by a
+// signal, within 10 s, every CKR_* it reports is one the specification gives for a token
+// that left, and after every 25 runs a card inserted again signs.
+func TestModuleRandomRemoval(t *testing.T) {
+	r := testRig(t)
+	so, _ := modBuild(t)
+	needTool(t, "pkcs11-tool")
+	runs := 200
+	if os.Getenv("P11CARD_SOAK") == "1" {
+		runs = 1000
+	}
+	c := modKeys(t, pivtest.Options{})
+	data := writeFile(t, "data", []byte("removed at random"))
+	out := filepath.Join(t.TempDir(), "out")
+	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, c.PublicKey(0x9D).(*rsa.PublicKey), []byte("secret"))
+	ctFile := writeFile(t, "ct", ct)
+	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+	spki, _ := x509.MarshalPKIXPublicKey(peer.PublicKey())
+	peerFile := writeFile(t, "peer.der", spki)
+	login := []string{"--login", "--pin", modPIN}
+	ops := [][]string{
+		{"-L"},
+		{"-O"},
+		append([]string{"-O"}, login...),
+		append([]string{"--sign", "--id", "04", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--sign", "--id", "02", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--derive", "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", peerFile, "--output-file", out}, login...),
+		append([]string{"--decrypt", "--id", "03", "-m", "RSA-PKCS", "--input-file", ctFile, "--output-file", out}, login...),
+	}
+	ckr := regexp.MustCompile(`CKR_[A-Z_]+`)
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := mrand.New(mrand.NewPCG(seed, 0))
+	codes := map[string]int{}
+	var slowest time.Duration
+	ctx := context.Background()
+	cardOK := func(run int) {
+		t.Helper()
+		ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := r.Insert(ictx, 0, c); err != nil {
+			t.Fatalf("run %d: insert a healthy card: %v", run, err)
+		}
+		o, err := runToolErr(t, "pkcs11-tool", append([]string{"--module", so}, ops[3]...)...)
+		if err != nil {
+			t.Errorf("run %d: the card inserted again does not sign: %v\n%s", run, err, o)
+		}
+		if err := r.Remove(ictx, 0); err != nil {
+			t.Fatalf("run %d: remove: %v", run, err)
+		}
+	}
+	for run := 1; run <= runs; run++ {
+		at := 1 + rng.IntN(12)
+		op := ops[rng.IntN(len(ops))]
+		f := &vcard.Faults{RemoveAt: at}
+		ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if err := r.Insert(ictx, 0, vcard.WithFaults(c, f)); err != nil {
+			cancel()
+			t.Fatalf("run %d: insert: %v", run, err)
+		}
+		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+		start := time.Now()
+		o, err := toolCmd(t, pctx, "pkcs11-tool", append([]string{"--module", so}, op...)...).CombinedOutput()
+		d := time.Since(start)
+		hung := errors.Is(pctx.Err(), context.DeadlineExceeded)
+		pcancel()
+		slowest = max(slowest, d)
+		desc := fmt.Sprintf("run %d (removal at APDU %d, pkcs11-tool %s)", run, at, strings.Join(op[:1], " "))
+		var ee *exec.ExitError
+		switch {
+		case hung:
+			t.Errorf("%s: hung for %v:\n%s", desc, d, o)
+		case errors.As(err, &ee) && ee.ProcessState != nil && !ee.Exited():
+			t.Errorf("%s: killed by a signal (%v):\n%s", desc, ee, o)
+		}
+		for _, code := range ckr.FindAllString(string(o), -1) {
+			codes[code]++
+			if !removalCKR[code] {
+				t.Errorf("%s: %s is not a code for a removed token:\n%s", desc, code, o)
+			}
+		}
+		if err := r.Remove(ictx, 0); err != nil && r.Present(0) {
+			t.Errorf("%s: remove: %v", desc, err)
+		}
+		cancel()
+		if run%25 == 0 {
+			cardOK(run)
+		}
+	}
+	var dist []string
+	for k, v := range codes {
+		dist = append(dist, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(dist)
+	t.Logf("%d removals at random APDUs: codes reported %v; slowest process %v", runs, dist, slowest.Round(time.Millisecond))
+}
