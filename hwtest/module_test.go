@@ -321,7 +321,7 @@ func TestModulePkcs11ToolSelfTest(t *testing.T) {
 type bigInt = big.Int
 
 func TestModuleGoClient(t *testing.T) {
-	modCard(t, pivtest.Options{})
+	c := modCard(t, pivtest.Options{})
 	_, client := modBuild(t)
 	so, _ := modBuild(t)
 	out := runTool(t, client, so, modPIN, "conformance")
@@ -331,7 +331,7 @@ func TestModuleGoClient(t *testing.T) {
 		}
 	}
 	// Sixteen threads, each with its own session, sign with the PIN-always 9C key.
-	if out := runTool(t, client, so, modPIN, "threads", "16"); !strings.Contains(out, "ok 16") {
+	if out := runTool(t, client, so, modPIN, "threads", "16"); !strings.Contains(out, "ok 16") || verifyThreadSigs(t, c, out) != 16 {
 		t.Errorf("threads:\n%s", out)
 	}
 }
@@ -722,7 +722,7 @@ func TestModuleImportKey(t *testing.T) {
 // signing with the PIN-always key: PC/SC transactions keep every VERIFY with its
 // signature.
 func TestModuleTwoProcesses(t *testing.T) {
-	modCard(t, pivtest.Options{})
+	c := modCard(t, pivtest.Options{})
 	so, client := modBuild(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -743,7 +743,33 @@ func TestModuleTwoProcesses(t *testing.T) {
 		if r.err != nil || !strings.Contains(string(r.out), "ok 8") {
 			t.Errorf("process: %v\n%s", r.err, r.out)
 		}
+		if n := verifyThreadSigs(t, c, string(r.out)); n != 8 {
+			t.Errorf("process: %d of 8 signatures verify\n%s", n, r.out)
+		}
 	}
+}
+
+// verifyThreadSigs checks the "sig I HEX" lines of `p11client threads` against the
+// public key in slot 9C and returns how many verify.
+func verifyThreadSigs(t *testing.T, c *pivtest.Card, out string) int {
+	t.Helper()
+	pub := c.PublicKey(0x9C).(*ecdsa.PublicKey)
+	ok := 0
+	for _, line := range strings.Split(out, "\n") {
+		var i int
+		var sig []byte
+		if n, _ := fmt.Sscanf(line, "sig %d %x", &i, &sig); n != 2 {
+			continue
+		}
+		h := sha256.Sum256([]byte(fmt.Sprintf("message %d", i)))
+		r, s := new(big.Int).SetBytes(sig[:len(sig)/2]), new(big.Int).SetBytes(sig[len(sig)/2:])
+		if len(sig) == 64 && ecdsa.Verify(pub, h[:], r, s) {
+			ok++
+		} else {
+			t.Errorf("signature %d does not verify: %x", i, sig)
+		}
+	}
+	return ok
 }
 
 func TestModuleWaitForSlotEvent(t *testing.T) {
