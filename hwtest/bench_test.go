@@ -3,6 +3,7 @@
 package hwtest
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
+	"github.com/p11-card/p11-card/hwtest/rig"
 )
 
 // The benchmark `make bench` runs: P11CARD_BENCH=N runs every operation N times per module
@@ -48,12 +50,34 @@ type BenchRow struct {
 
 // BenchReport is what bench.json holds.
 type BenchReport struct {
-	Runs       int            `json:"runs"`
-	Rows       []BenchRow     `json:"rows"`
-	MemoryKB   map[string]int `json:"rss_after_initialize_kb"` // module's share of VmRSS
-	SignNS     int64          `json:"module_sign_ns"`          // median C_Sign (ECDSA P-256), ours
-	TransmitNS int64          `json:"bare_transmit_ns"`        // the same APDUs sent straight
-	SignAPDUs  int            `json:"module_sign_apdus"`       // APDUs one C_Sign sends
+	Runs       int             `json:"runs"`
+	Rows       []BenchRow      `json:"rows"`
+	MemoryKB   map[string]int  `json:"rss_after_initialize_kb"` // module's share of VmRSS
+	SignNS     int64           `json:"module_sign_ns"`          // median C_SignInit+C_Sign (ECDSA P-256), ours
+	TransmitNS int64           `json:"bare_transmit_ns"`        // the same APDUs sent straight
+	SignAPDUs  int             `json:"module_sign_apdus"`       // APDUs one C_Sign sends
+	Events     []EventRow      `json:"removal_events"`
+	Throughput []ThroughputRow `json:"two_card_throughput"`
+}
+
+// EventRow is the time from pulling the card to a blocked C_WaitForSlotEvent returning
+// (medians over the runs), beside pcsc_scan's report of the same removals.
+type EventRow struct {
+	Module      string  `json:"module"`
+	MS          float64 `json:"ms"`
+	ScanMS      float64 `json:"pcsc_scan_ms"`
+	AfterScanMS float64 `json:"ms_after_pcsc_scan"` // median of the differences
+	Error       string  `json:"error,omitempty"`
+}
+
+// ThroughputRow is signatures per second on two cards in two readers whose private-key
+// operations take 50 ms each, from one thread or from a thread per card.
+type ThroughputRow struct {
+	Module     string  `json:"module"`
+	Threads    int     `json:"threads"`
+	PerSecond  float64 `json:"signatures_per_second"`
+	Signatures int     `json:"signatures"`
+	Error      string  `json:"error,omitempty"`
 }
 
 func benchRuns() int {
@@ -167,6 +191,57 @@ func TestBench(t *testing.T) {
 	rep.SignAPDUs = len(last)
 	rep.TransmitNS = bareTransmit(t, r.ReaderName(0), last, n)
 
+	// Removal to event, with the bench card in reader 0: each module's waiter and
+	// pcsc_scan watch the same removals (pcscd polls vpcd's readers, so when it notices
+	// varies from removal to removal).
+	scan := watcher{
+		start: func(ctx context.Context) *exec.Cmd {
+			return toolCmd(t, ctx, "stdbuf", "-oL", needTool(t, "pcsc_scan"), "-n")
+		},
+		ready: func(l string) bool { return strings.Contains(l, "Card inserted") },
+		gone:  func(l string) bool { return strings.Contains(l, "Card removed") },
+	}
+	for _, m := range mods {
+		waiter := watcher{
+			start: func(ctx context.Context) *exec.Cmd { return toolCmd(t, ctx, bc, "wait", m.path) },
+			ready: func(l string) bool { return l == "waiting" },
+			gone:  func(l string) bool { return strings.HasPrefix(l, "event ") && strings.HasSuffix(l, " absent") },
+		}
+		ev, err := eventLatency(t, runs, vcard.WithLog(c, log), waiter, scan)
+		if err != nil {
+			rep.Events = append(rep.Events, EventRow{Module: m.name, Error: err.Error()})
+			continue
+		}
+		row := EventRow{Module: m.name, MS: median(ev[0]), ScanMS: median(ev[1])}
+		var d []float64
+		for i := range ev[0] {
+			d = append(d, ev[0][i]-ev[1][i])
+		}
+		row.AfterScanMS = median(d)
+		rep.Events = append(rep.Events, row)
+	}
+
+	// Two cards, 50 ms per private-key operation: one thread against two.
+	remove(t, 0)
+	for i := 0; i < 2; i++ {
+		slow := modKeys(t, pivtest.Options{MgmtAlg: pivtest.AlgTDES, Serial: uint32(4000 + i), OpDelay: 50 * time.Millisecond})
+		insert(t, i, slow)
+	}
+	sigs := 4 * runs
+	for _, m := range mods {
+		for _, threads := range []int{1, 2} {
+			row := ThroughputRow{Module: m.name, Threads: threads, Signatures: sigs}
+			o, err := toolCmd(t, context.Background(), bc, "pair", m.path, modPIN, "04", strconv.Itoa(sigs), strconv.Itoa(threads)).CombinedOutput()
+			var ns float64
+			if _, serr := fmt.Sscanf(string(o), "pair %g", &ns); err != nil || serr != nil || ns <= 0 {
+				row.Error = firstLine(string(o), fmt.Errorf("%v %v", err, serr))
+			} else {
+				row.PerSecond = float64(sigs) / (ns / 1e9)
+			}
+			rep.Throughput = append(rep.Throughput, row)
+		}
+	}
+
 	rep.write(t)
 	// The harness ran: every module has every row, and ours reached the card.
 	if len(rep.Rows) != len(ops)*len(mods) {
@@ -180,6 +255,124 @@ func TestBench(t *testing.T) {
 	if rep.MemoryKB["p11-card"] <= 0 || rep.SignAPDUs == 0 || rep.TransmitNS <= 0 {
 		t.Errorf("memory %v, sign APDUs %d, transmit %d ns", rep.MemoryKB, rep.SignAPDUs, rep.TransmitNS)
 	}
+	for _, row := range rep.Events {
+		if row.Module == "p11-card" && (row.Error != "" || row.MS <= 0 || row.ScanMS <= 0) {
+			t.Errorf("removal event: %+v", row)
+		}
+	}
+	for _, row := range rep.Throughput {
+		if row.Module == "p11-card" && (row.Error != "" || row.PerSecond <= 0) {
+			t.Errorf("throughput: %+v", row)
+		}
+	}
+}
+
+// watcher is a program that reports card events on its standard output: ready accepts
+// the line it prints once it watches, gone the line that reports the removal.
+type watcher struct {
+	start       func(context.Context) *exec.Cmd
+	ready, gone func(string) bool
+}
+
+// eventLatency runs times starts the watchers (fresh processes each time), pulls the
+// card from reader 0 once all are ready, and times each watcher's report of it; the card
+// goes back in after each run. It returns the times in ms, per watcher.
+func eventLatency(t *testing.T, runs int, card vcard.Card, ws ...watcher) ([][]float64, error) {
+	t.Helper()
+	r := testRig(t)
+	times := make([][]float64, len(ws))
+	for i := 0; i < runs; i++ {
+		ms, err := removalSeen(r, ws)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ierr := r.Insert(ctx, 0, card)
+		cancel()
+		if ierr != nil {
+			t.Fatalf("insert again: %v", ierr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for k := range ws {
+			times[k] = append(times[k], ms[k])
+		}
+	}
+	return times, nil
+}
+
+// removalSeen is one run of eventLatency.
+func removalSeen(r *rig.Rig, ws []watcher) ([]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type line struct {
+		text string
+		at   time.Time
+	}
+	type running struct {
+		lines chan line
+		seen  []string
+	}
+	rs := make([]*running, len(ws))
+	for k, w := range ws {
+		cmd := w.start(ctx)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		defer func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}()
+		ru := &running{lines: make(chan line, 64)}
+		go func() {
+			defer close(ru.lines)
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				ru.lines <- line{sc.Text(), time.Now()}
+			}
+		}()
+		rs[k] = ru
+	}
+	// next returns the arrival time of watcher k's first line after since that want
+	// accepts.
+	next := func(k int, since time.Time, want func(string) bool) (time.Time, error) {
+		ru := rs[k]
+		for {
+			select {
+			case l, ok := <-ru.lines:
+				if !ok {
+					return time.Time{}, fmt.Errorf("watcher ended: %s", strings.Join(ru.seen, " / "))
+				}
+				ru.seen = append(ru.seen, l.text)
+				if !l.at.Before(since) && want(l.text) {
+					return l.at, nil
+				}
+			case <-ctx.Done():
+				return time.Time{}, fmt.Errorf("no event in time: %s", strings.Join(ru.seen, " / "))
+			}
+		}
+	}
+	for k, w := range ws {
+		if _, err := next(k, time.Time{}, w.ready); err != nil {
+			return nil, err
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // the watchers are blocked now
+	t0 := time.Now()
+	if err := r.Remove(ctx, 0); err != nil {
+		return nil, err
+	}
+	ms := make([]float64, len(ws))
+	for k, w := range ws {
+		t1, err := next(k, t0, w.gone)
+		if err != nil {
+			return nil, err
+		}
+		ms[k] = float64(t1.Sub(t0).Microseconds()) / 1000
+	}
+	return ms, nil
 }
 
 // bareTransmit sends the commands of entries, in one transaction each round, n times
@@ -218,7 +411,7 @@ func benchClient(t *testing.T) string {
 	gcc := needTool(t, "gcc")
 	hdr, _ := filepath.Abs("../p11")
 	bin := filepath.Join(t.TempDir(), "benchclient")
-	if o, err := exec.Command(gcc, "-O2", "-Wall", "-I", hdr, "-o", bin, "testdata/benchclient.c", "-ldl").CombinedOutput(); err != nil {
+	if o, err := exec.Command(gcc, "-O2", "-Wall", "-I", hdr, "-o", bin, "testdata/benchclient.c", "-ldl", "-lpthread").CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, o)
 	}
 	return bin
@@ -328,8 +521,41 @@ func (rep BenchReport) write(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "%s %d", n, rep.MemoryKB[n])
 	}
-	fmt.Fprintf(&b, ".\n\nModule overhead: C_Sign (ECDSA P-256, %d APDUs) takes %.3f ms through p11-card, the same APDUs sent straight through package pcsc %.3f ms (ratio %.2f).\n",
+	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDUs) takes %.3f ms through p11-card, the same APDUs sent straight through package pcsc %.3f ms (ratio %.2f).\n",
 		rep.SignAPDUs, float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
+	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
+	fmt.Fprintln(&b, "| module | C_WaitForSlotEvent | pcsc_scan | module after pcsc_scan |")
+	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
+	for _, row := range rep.Events {
+		if row.Error != "" {
+			fmt.Fprintf(&b, "| %s | failed: %s | | |\n", row.Module, strings.ReplaceAll(row.Error, "|", "/"))
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %+.1f |\n", row.Module, row.MS, row.ScanMS, row.AfterScanMS)
+	}
+	fmt.Fprint(&b, "\nTwo cards in two readers, 50 ms per private-key operation, ECDSA P-256 signatures per second:\n\n")
+	fmt.Fprintln(&b, "| module | one thread | a thread per card | speed-up |")
+	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
+	per := map[string][2]ThroughputRow{}
+	var mods []string
+	for _, row := range rep.Throughput {
+		p, seen := per[row.Module]
+		if !seen {
+			mods = append(mods, row.Module)
+		}
+		p[row.Threads-1] = row
+		per[row.Module] = p
+	}
+	cell := func(row ThroughputRow) string {
+		if row.Error != "" {
+			return "failed: " + strings.ReplaceAll(row.Error, "|", "/")
+		}
+		return fmt.Sprintf("%.1f", row.PerSecond)
+	}
+	for _, m := range mods {
+		p := per[m]
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m, cell(p[0]), cell(p[1]), ratio(p[1].PerSecond, p[0].PerSecond))
+	}
 	t.Log("\n" + b.String())
 	dir := os.Getenv("P11CARD_BENCH_OUT")
 	if dir == "" {

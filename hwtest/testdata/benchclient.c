@@ -5,8 +5,16 @@
  *   benchclient sign MODULE PIN ID N   logs in, signs a SHA-256 digest N times with
  *                                      CKM_ECDSA and the private key of CKA_ID ID (one
  *                                      byte, hex), prints "sign NS" per C_Sign, in ns
+ *   benchclient wait MODULE            prints "waiting", then "event SLOT present" or
+ *                                      "event SLOT absent" per C_WaitForSlotEvent until a
+ *                                      token leaves
+ *   benchclient pair MODULE PIN ID N T signs N times with CKM_ECDSA and key ID on each of
+ *                                      the first two tokens: T=1 one thread alternating
+ *                                      between them, T=2 a thread per token; prints
+ *                                      "pair NS" for all N
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +51,90 @@ static long long now(void) {
 	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* A session on a token, logged in, with the private key of CKA_ID id. */
+struct signer {
+	CK_FUNCTION_LIST *f;
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE key;
+};
+
+static int open_key(CK_FUNCTION_LIST *f, CK_SLOT_ID slot, const char *pin, CK_BYTE id, struct signer *sg) {
+	sg->f = f;
+	CK_RV rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sg->s);
+	if (rv == CKR_OK) rv = f->C_Login(sg->s, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));
+	if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) { fprintf(stderr, "login: 0x%lx\n", rv); return 0; }
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, &id, 1}};
+	CK_ULONG found = 0;
+	f->C_FindObjectsInit(sg->s, tmpl, 2);
+	f->C_FindObjects(sg->s, &sg->key, 1, &found);
+	f->C_FindObjectsFinal(sg->s);
+	if (!found) { fprintf(stderr, "no private key %02x\n", id); return 0; }
+	return 1;
+}
+
+static CK_RV sign_once(struct signer *sg) {
+	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+	CK_BYTE digest[32], sig[256];
+	CK_ULONG len = sizeof sig;
+	memset(digest, 0x5A, sizeof digest);
+	CK_RV rv = sg->f->C_SignInit(sg->s, &mech, sg->key);
+	return rv != CKR_OK ? rv : sg->f->C_Sign(sg->s, digest, sizeof digest, sig, &len);
+}
+
+/* A thread's share of `pair`: n signatures, round robin over m signers. */
+struct job {
+	struct signer *sg;
+	int m, n;
+	CK_RV rv;
+};
+
+static void *run_job(void *arg) {
+	struct job *j = arg;
+	for (int i = 0; i < j->n && j->rv == CKR_OK; i++) j->rv = sign_once(&j->sg[i % j->m]);
+	return NULL;
+}
+
+static int pair(CK_FUNCTION_LIST *f, const char *pin, CK_BYTE id, int n, int threads) {
+	CK_SLOT_ID slots[16];
+	CK_ULONG count = 16;
+	if (f->C_GetSlotList(CK_TRUE, slots, &count) != CKR_OK || count < 2) { fprintf(stderr, "want two tokens, have %lu\n", count); return 1; }
+	struct signer sg[2];
+	for (int i = 0; i < 2; i++)
+		if (!open_key(f, slots[i], pin, id, &sg[i])) return 1;
+	struct job jobs[2] = {{sg, 2, n, CKR_OK}, {NULL, 1, 0, CKR_OK}};
+	if (threads == 2) {
+		jobs[0] = (struct job){&sg[0], 1, n / 2, CKR_OK};
+		jobs[1] = (struct job){&sg[1], 1, n - n / 2, CKR_OK};
+	}
+	pthread_t th[2];
+	long long t0 = now();
+	for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, run_job, &jobs[i]);
+	for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+	long long t1 = now();
+	for (int i = 0; i < threads; i++)
+		if (jobs[i].rv != CKR_OK) { fprintf(stderr, "C_Sign: 0x%lx\n", jobs[i].rv); return 1; }
+	printf("pair %lld\n", t1 - t0);
+	return 0;
+}
+
+static int wait_events(CK_FUNCTION_LIST *f) {
+	CK_ULONG n = 0;
+	f->C_GetSlotList(CK_FALSE, NULL, &n);
+	printf("waiting\n");
+	fflush(stdout);
+	for (;;) {
+		CK_SLOT_ID slot;
+		CK_RV rv = f->C_WaitForSlotEvent(0, &slot, NULL);
+		if (rv != CKR_OK) { printf("wait: 0x%lx\n", rv); return 1; }
+		CK_SLOT_INFO si;
+		int present = f->C_GetSlotInfo(slot, &si) == CKR_OK && (si.flags & CKF_TOKEN_PRESENT);
+		printf("event %lu %s\n", slot, present ? "present" : "absent");
+		fflush(stdout);
+		if (!present) return 0;
+	}
+}
+
 int main(int argc, char **argv) {
 	if (argc >= 2 && !strcmp(argv[1], "rss")) {
 		if (argc >= 3) {
@@ -53,35 +145,22 @@ int main(int argc, char **argv) {
 		status();
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "wait")) return wait_events(load(argv[2]));
+	if (argc == 7 && !strcmp(argv[1], "pair"))
+		return pair(load(argv[2]), argv[3], (CK_BYTE)strtol(argv[4], NULL, 16), atoi(argv[5]), atoi(argv[6]) == 2 ? 2 : 1);
 	if (argc != 6 || strcmp(argv[1], "sign")) {
-		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N\n");
+		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N | wait MODULE | pair MODULE PIN ID N T\n");
 		return 2;
 	}
 	CK_FUNCTION_LIST *f = load(argv[2]);
 	CK_SLOT_ID slots[16];
 	CK_ULONG n = 16;
 	if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK || n == 0) { fprintf(stderr, "no token\n"); return 1; }
-	CK_SESSION_HANDLE s;
-	CK_RV rv = f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &s);
-	if (rv == CKR_OK) rv = f->C_Login(s, CKU_USER, (CK_UTF8CHAR *)argv[3], strlen(argv[3]));
-	if (rv != CKR_OK) { fprintf(stderr, "login: 0x%lx\n", rv); return 1; }
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_BYTE id = (CK_BYTE)strtol(argv[4], NULL, 16);
-	CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, &id, 1}};
-	CK_OBJECT_HANDLE key;
-	CK_ULONG found = 0;
-	f->C_FindObjectsInit(s, tmpl, 2);
-	f->C_FindObjects(s, &key, 1, &found);
-	f->C_FindObjectsFinal(s);
-	if (!found) { fprintf(stderr, "no private key %s\n", argv[4]); return 1; }
-	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
-	CK_BYTE digest[32], sig[256];
-	memset(digest, 0x5A, sizeof digest);
+	struct signer sg;
+	if (!open_key(f, slots[0], argv[3], (CK_BYTE)strtol(argv[4], NULL, 16), &sg)) return 1;
 	for (int i = 0, runs = atoi(argv[5]); i < runs; i++) {
-		CK_ULONG len = sizeof sig;
-		if ((rv = f->C_SignInit(s, &mech, key)) != CKR_OK) { fprintf(stderr, "C_SignInit: 0x%lx\n", rv); return 1; }
 		long long t0 = now();
-		rv = f->C_Sign(s, digest, sizeof digest, sig, &len);
+		CK_RV rv = sign_once(&sg);
 		long long t1 = now();
 		if (rv != CKR_OK) { fprintf(stderr, "C_Sign: 0x%lx\n", rv); return 1; }
 		printf("sign %lld\n", t1 - t0);
