@@ -63,6 +63,7 @@ unit:
 	$(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
 hwtest: build
+	P11CARD_RIG_REQUIRED=1 $(GO) test -race -tags hwtest -count=1 -run '^TestRig' -timeout $(HWTEST_TIMEOUT) ./p11/internal/core/
 	P11CARD_RIG_REQUIRED=1 $(GO) test -tags hwtest -count=1 -timeout $(HWTEST_TIMEOUT) ./hwtest/...
 
 test: deps
@@ -92,8 +93,10 @@ bench: deps build
 	@cat $(BENCH_OUT)/bench.md
 	@echo; echo "bench: $(BENCH_OUT)/bench.md and $(BENCH_OUT)/bench.json (log: $(BENCH_OUT)/bench.log)"
 
-# The reliability tests at a bigger size (1000 random removals: about 15 minutes).
+# The reliability tests at a bigger size (32 goroutines × 200 mixed operations under -race,
+# 1000 random removals: about 15 minutes).
 soak: deps build
+	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -race -tags hwtest -count=1 -timeout 30m -run '^TestRig' -v ./p11/internal/core/
 	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -tags hwtest -count=1 -timeout 60m -run '^TestModuleRandomRemoval$$' -v ./hwtest/
 
 rig-up: build
