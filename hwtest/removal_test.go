@@ -3,6 +3,8 @@
 package hwtest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -164,4 +166,83 @@ func TestModuleTraceHasNoPIN(t *testing.T) {
 		}
 	}
 	t.Logf("%d bytes of trace, no secret in them", len(b))
+}
+
+// TestModulePCSCDRestart stops pcscd under a client that keeps signing through the
+// module (SIGTERM, and SIGKILL as in a crash) and starts it again: the calls cut off
+// return removal codes within 2 s, and the same process signs again without
+// C_Finalize.
+func TestModulePCSCDRestart(t *testing.T) {
+	r := testRig(t)
+	modCard(t, pivtest.Options{})
+	so, client := modBuild(t)
+	for _, tc := range []struct {
+		name    string
+		restart func(context.Context) error
+	}{{"SIGTERM", r.RestartPCSCD}, {"SIGKILL", r.CrashPCSCD}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := toolCmd(t, ctx, client, so, modPIN, "restart")
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := make(chan string, 100)
+			go func() {
+				defer close(lines)
+				sc := bufio.NewScanner(stdout)
+				for sc.Scan() {
+					lines <- sc.Text()
+				}
+			}()
+			var seen []string
+			waitFor := func(want string) {
+				t.Helper()
+				for l := range lines {
+					seen = append(seen, l)
+					if l == want {
+						return
+					}
+				}
+				t.Fatalf("client ended before %q: %v\n%s\n%s", want, cmd.Wait(), strings.Join(seen, "\n"), stderr.String())
+			}
+			waitFor("signing")
+			time.Sleep(200 * time.Millisecond) // mid-run
+			t0 := time.Now()
+			if err := tc.restart(ctx); err != nil {
+				t.Fatalf("restart pcscd: %v", err)
+			}
+			fmt.Fprintln(stdin, "mark")
+			waitFor("recovered")
+			t.Logf("signing again %v after the restart began", time.Since(t0).Round(time.Millisecond))
+			fmt.Fprintln(stdin, "stop")
+			for l := range lines {
+				seen = append(seen, l)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatalf("client: %v\n%s\n%s", err, strings.Join(seen, "\n"), stderr.String())
+			}
+			t.Logf("client:\n%s", strings.Join(seen, "\n"))
+			for _, l := range seen {
+				if rv, ok := strings.CutPrefix(l, "error "); ok && !restartCodes[rv] {
+					t.Errorf("a call cut off by the restart returned %s", rv)
+				}
+				var ms float64
+				if _, err := fmt.Sscanf(l, "slowest %g", &ms); err == nil && ms > 2000 {
+					t.Errorf("a call took %.0f ms", ms)
+				}
+			}
+		})
+	}
+}
+
+// restartCodes are what a call may return while pcscd is away: the token left (its
+// sessions with it), or there is none yet.
+var restartCodes = map[string]bool{
+	"CKR_DEVICE_REMOVED": true, "CKR_SESSION_HANDLE_INVALID": true, "CKR_SESSION_CLOSED": true,
+	"CKR_TOKEN_NOT_PRESENT": true, "no token": true,
 }

@@ -15,6 +15,14 @@
 //	                                  # stdin (the test swaps the card), then prints the
 //	                                  # return values of calls on the old session and
 //	                                  # the new token's serial
+//	p11client MODULE PIN restart      # signs with CKA_ID 04 in a loop, opening a new
+//	                                  # session and logging in again after an error;
+//	                                  # prints "signing" after the first signature,
+//	                                  # "error CKR_…" per error (not repeated), and
+//	                                  # "recovered" at the first signature after an
+//	                                  # error once a "mark" line came on stdin; on
+//	                                  # "stop" prints "signed N",
+//	                                  # "slowest MS" (the slowest call, in ms) and exits
 package main
 
 import (
@@ -25,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -62,6 +72,8 @@ func main() {
 		conformance(p, slot, pin)
 	case "swap":
 		swap(p, slot, pin)
+	case "restart":
+		restart(p, pin)
 	default:
 		fail("unknown command %q", os.Args[3])
 	}
@@ -251,4 +263,97 @@ func wait(p *pkcs11.Ctx) {
 	fmt.Println("event", ev.SlotID)
 	ti, err := p.GetTokenInfo(ev.SlotID)
 	fmt.Println("token:", strings.TrimSpace(ti.Label), rvName(err))
+}
+
+// restart keeps signing across a pcscd crash: see the package comment.
+func restart(p *pkcs11.Ctx, pin string) {
+	var marked, stop atomic.Bool
+	go func() {
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "mark":
+				marked.Store(true)
+			case "stop":
+				stop.Store(true)
+			}
+		}
+	}()
+	var slowest time.Duration
+	// call times one PKCS#11 call.
+	call := func(f func() error) error {
+		t0 := time.Now()
+		err := f()
+		if d := time.Since(t0); d > slowest {
+			slowest = d
+		}
+		return err
+	}
+	signed, failed, recovered, last := 0, false, false, ""
+	var s pkcs11.SessionHandle
+	open := false
+	for !stop.Load() {
+		err := func() error {
+			if !open {
+				var slots []uint
+				if err := call(func() (err error) { slots, err = p.GetSlotList(true); return }); err != nil {
+					return err
+				}
+				if len(slots) == 0 {
+					return errors.New("no token")
+				}
+				if err := call(func() (err error) { s, err = p.OpenSession(slots[0], pkcs11.CKF_SERIAL_SESSION); return }); err != nil {
+					return err
+				}
+				open = true
+				if err := call(func() error { return p.Login(s, pkcs11.CKU_USER, pin) }); err != nil && rvName(err) != "CKR_USER_ALREADY_LOGGED_IN" {
+					return err
+				}
+			}
+			var k pkcs11.ObjectHandle
+			if err := call(func() error {
+				if err := p.FindObjectsInit(s, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_ID, []byte{4})}); err != nil {
+					return err
+				}
+				hs, _, err := p.FindObjects(s, 1)
+				p.FindObjectsFinal(s)
+				if err == nil && len(hs) == 0 {
+					err = errors.New("no key 04")
+				}
+				if err == nil {
+					k = hs[0]
+				}
+				return err
+			}); err != nil {
+				return err
+			}
+			if err := call(func() error { return p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDSA, nil)}, k) }); err != nil {
+				return err
+			}
+			return call(func() error { _, err := p.Sign(s, make([]byte, 32)); return err })
+		}()
+		if err != nil {
+			if open {
+				p.CloseSession(s)
+				open = false
+			}
+			if name := rvName(err); name != last {
+				fmt.Println("error", name) // once per run of the same error
+				last = name
+			}
+			failed = true
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		signed, last = signed+1, ""
+		if signed == 1 {
+			fmt.Println("signing")
+		}
+		if failed && marked.Load() && !recovered {
+			recovered = true
+			fmt.Println("recovered")
+		}
+	}
+	fmt.Println("signed", signed)
+	fmt.Printf("slowest %.1f\n", float64(slowest.Microseconds())/1000)
 }

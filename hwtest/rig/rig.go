@@ -316,7 +316,10 @@ func (r *Rig) logTail() string {
 }
 
 // stopPCSCD ends pcscd: SIGTERM, then after 5 s SIGKILL to its whole process group.
-func (r *Rig) stopPCSCD() {
+func (r *Rig) stopPCSCD() { r.signalPCSCD(syscall.SIGTERM) }
+
+// signalPCSCD ends pcscd with sig, then after 5 s SIGKILL to its whole process group.
+func (r *Rig) signalPCSCD(sig syscall.Signal) {
 	r.mu.Lock()
 	cmd, exited := r.cmd, r.exited
 	r.cmd = nil
@@ -324,7 +327,7 @@ func (r *Rig) stopPCSCD() {
 	if cmd == nil {
 		return
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Process.Signal(sig)
 	select {
 	case <-exited:
 	case <-time.After(5 * time.Second):
@@ -337,7 +340,13 @@ func (r *Rig) stopPCSCD() {
 // RestartPCSCD stops pcscd and starts it again with the same readers and ports, as a
 // crash or an upgrade would. Inserted cards reconnect by themselves; RestartPCSCD returns
 // when pcscd sees them again. PC/SC contexts of clients are dead afterwards.
-func (r *Rig) RestartPCSCD(ctx context.Context) error {
+func (r *Rig) RestartPCSCD(ctx context.Context) error { return r.restart(ctx, syscall.SIGTERM) }
+
+// CrashPCSCD is RestartPCSCD with SIGKILL: pcscd dies at once, as in a crash, leaving
+// its socket and pid file behind and its clients' calls cut off.
+func (r *Rig) CrashPCSCD(ctx context.Context) error { return r.restart(ctx, syscall.SIGKILL) }
+
+func (r *Rig) restart(ctx context.Context, sig syscall.Signal) error {
 	type seen struct {
 		i, n int
 		b    *bridge
@@ -351,7 +360,7 @@ func (r *Rig) RestartPCSCD(ctx context.Context) error {
 		}
 	}
 	r.mu.Unlock()
-	r.stopPCSCD()
+	r.signalPCSCD(sig)
 	if err := r.startPCSCD(ctx); err != nil {
 		return err
 	}
