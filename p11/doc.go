@@ -21,7 +21,10 @@
 // P11CARD_DEBUG=p11 traces every call and its return value (never arguments);
 // P11CARD_NO_PKCS1_DECRYPT=1 switches off PKCS#1 v1.5 decryption; P11CARD_PIN_CACHE=1
 // keeps the user PIN in memory while logged in, to log in again after another
-// application reset the card (off by default).
+// application reset the card (off by default). Processes using the module tell each other
+// when they change a card's objects through a counter file per card in
+// $XDG_RUNTIME_DIR/p11-card (P11CARD_JOURNAL_DIR names another directory, "off" turns
+// this off): a certificate one application deletes is gone from the others' next look.
 //
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).

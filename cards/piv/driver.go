@@ -51,6 +51,7 @@ func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, 
 	if err := t.identify(ctx); err != nil {
 		return nil, fmt.Errorf("piv: open: %w", err)
 	}
+	t.journal = cards.OpenJournal("piv", t.info.Serial)
 	return t, nil
 }
 

@@ -265,6 +265,7 @@ func (t *Token) GenerateKey(ctx context.Context, spec cards.KeyGenSpec) (cards.O
 	if err != nil {
 		return cards.Object{}, t.keyErr(si, "generate", err)
 	}
+	t.noteWrite()
 	t.forget(si.slot)
 	pub, err := parseGenerated(alg, b)
 	if err != nil {
@@ -417,6 +418,7 @@ func (t *Token) ImportKey(ctx context.Context, spec cards.KeyGenSpec, key crypto
 	if _, err := t.do(ctx, apdu.Command{INS: insImportKey, P1: alg, P2: byte(si.slot), Data: body}); err != nil {
 		return t.keyErr(si, "import", err)
 	}
+	t.noteWrite()
 	t.forget(si.slot)
 	return nil
 }
@@ -515,6 +517,7 @@ func (t *Token) DeleteObject(ctx context.Context, h string) error {
 			}
 			return fmt.Errorf("piv: delete key %s: %w", si.slot, err)
 		}
+		t.noteWrite()
 		c := t.slot(si.slot)
 		cert, certRead := c.cert, c.certRead
 		t.forget(si.slot)

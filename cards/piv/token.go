@@ -51,6 +51,9 @@ type Token struct {
 	adminRead bool
 	pinMax    int
 
+	// journal tells of changes other processes made to the card's objects (nil: off).
+	journal *cards.Journal
+
 	// rand replaces crypto/rand for the host challenge (deterministic transcripts).
 	rand io.Reader
 }
@@ -100,6 +103,7 @@ func (t *Token) fwAtLeast(maj, min, patch int) bool {
 // begin starts one operation: Lock, and after a reset (or a transport failure) SELECT
 // with every login forgotten.
 func (t *Token) begin(ctx context.Context) (func(), error) {
+	t.syncJournal()
 	unlock, reset, err := t.conn.Lock(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("piv: %w", err)
@@ -120,6 +124,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 // after the first): the transaction starts with the first command sent, so an answer from
 // memory costs no PC/SC call at all. The returned func ends the operation.
 func (t *Token) beginLazy() func() {
+	t.syncJournal()
 	t.lazy = true
 	return func() {
 		t.lazy = false
@@ -263,6 +268,7 @@ func (t *Token) writeData(ctx context.Context, tag uint32, value []byte) error {
 	if _, err := t.do(ctx, apdu.Command{INS: insPutData, P1: 0x3F, P2: 0xFF, Data: body}); err != nil {
 		return t.adminErr(fmt.Errorf("piv: write object %X: %w", tag, err))
 	}
+	t.noteWrite()
 	return nil
 }
 
@@ -277,6 +283,29 @@ func (t *Token) slot(s Slot) *slotCache {
 
 // forget drops what is known of a slot after its key or certificate changed.
 func (t *Token) forget(s Slot) { delete(t.slots, s) }
+
+// syncJournal drops what is known of the card's objects when another application changed
+// them since we last looked (cards.Journal).
+func (t *Token) syncJournal() {
+	if t.journal.Changed() {
+		trace.Printf("piv", "another application changed the card: reading its objects again")
+		t.dropObjects()
+	}
+}
+
+// noteWrite tells other applications that this one changed the card's objects; when one
+// of them did so first, what this token knows is dropped as well.
+func (t *Token) noteWrite() {
+	if t.journal.Note() {
+		t.dropObjects()
+	}
+}
+
+func (t *Token) dropObjects() {
+	t.slots = map[Slot]*slotCache{}
+	t.data = map[uint32]*dataCache{}
+	t.admin, t.adminRead = nil, false
+}
 
 // loadMeta reads GET METADATA for a slot once (YubiKey 5.3+).
 func (t *Token) loadMeta(ctx context.Context, s Slot) (*metadata, error) {

@@ -23,13 +23,18 @@
 //	                                  # error once a "mark" line came on stdin; on
 //	                                  # "stop" prints "signed N",
 //	                                  # "slowest MS" (the slowest call, in ms) and exits
+//	p11client MODULE PIN script       # reads commands from stdin, one per line, and
+//	                                  # runs them on one of two OS threads; prints
+//	                                  # "RV [value]" per command (see script)
 package main
 
 import (
 	"bufio"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +79,8 @@ func main() {
 		swap(p, slot, pin)
 	case "restart":
 		restart(p, pin)
+	case "script":
+		script(p, slot)
 	default:
 		fail("unknown command %q", os.Args[3])
 	}
@@ -356,4 +363,136 @@ func restart(p *pkcs11.Ctx, pin string) {
 	}
 	fmt.Println("signed", signed)
 	fmt.Printf("slowest %.1f\n", float64(slowest.Microseconds())/1000)
+}
+
+// script runs commands for a scenario a test drives across processes. A line is
+// "T CMD ARGS…" with T the thread (1 or 2) that makes the call; sessions and objects are
+// named, and a named handle's number is printed when it is made, so that a test can hand
+// it to another process ("raw" uses a number as a session handle):
+//
+//	open S rw|ro        login S user|so PIN   logout S      close S     closeall
+//	state S             raw N                 data S O LABEL             (session object)
+//	cert S O ID DERHEX  (token certificate)   privdata S    (private token data object)
+//	find S O CLASS ID   findlabel S O LABEL   label S O     destroy S O
+//	relabel S O         (sets CKA_LABEL to the value it has)            finalize
+//
+// find and findlabel print how many objects match and name the first.
+func script(p *pkcs11.Ctx, slot uint) {
+	sess := map[string]pkcs11.SessionHandle{}
+	objs := map[string]pkcs11.ObjectHandle{}
+	type job struct {
+		f    func()
+		done chan struct{}
+	}
+	var threads [2]chan job
+	for i := range threads {
+		threads[i] = make(chan job)
+		go func(c chan job) {
+			runtime.LockOSThread() // each "thread" of the scenario is one OS thread
+			for j := range c {
+				j.f()
+				close(j.done)
+			}
+		}(threads[i])
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || (f[0] != "1" && f[0] != "2") {
+			fmt.Println("bad command", sc.Text())
+			continue
+		}
+		arg := func(i int) string {
+			if i+2 < len(f) {
+				return f[i+2]
+			}
+			return ""
+		}
+		var out string
+		j := job{done: make(chan struct{}), f: func() {
+			s := sess[arg(0)]
+			o := objs[arg(1)]
+			var err error
+			val := ""
+			switch f[1] {
+			case "open":
+				flags := uint(pkcs11.CKF_SERIAL_SESSION)
+				if arg(1) == "rw" {
+					flags |= pkcs11.CKF_RW_SESSION
+				}
+				s, err = p.OpenSession(slot, flags)
+				sess[arg(0)], val = s, fmt.Sprint(s)
+			case "login":
+				user := uint(pkcs11.CKU_USER)
+				if arg(1) == "so" {
+					user = pkcs11.CKU_SO
+				}
+				err = p.Login(s, user, arg(2))
+			case "logout":
+				err = p.Logout(s)
+			case "close":
+				err = p.CloseSession(s)
+			case "closeall":
+				err = p.CloseAllSessions(slot)
+			case "state", "raw":
+				if f[1] == "raw" {
+					n, _ := strconv.ParseUint(arg(0), 10, 64)
+					s = pkcs11.SessionHandle(n)
+				}
+				var info pkcs11.SessionInfo
+				info, err = p.GetSessionInfo(s)
+				val = fmt.Sprint(info.State)
+			case "data", "cert", "privdata":
+				t := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA), pkcs11.NewAttribute(pkcs11.CKA_LABEL, arg(2))}
+				if f[1] == "cert" {
+					der, _ := hex.DecodeString(arg(3))
+					id, _ := hex.DecodeString(arg(2))
+					t = []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_CERTIFICATE), pkcs11.NewAttribute(pkcs11.CKA_CERTIFICATE_TYPE, pkcs11.CKC_X_509),
+						pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_ID, id), pkcs11.NewAttribute(pkcs11.CKA_VALUE, der)}
+				}
+				if f[1] == "privdata" {
+					t = []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true)}
+				}
+				o, err = p.CreateObject(s, t)
+				if err == nil {
+					objs[arg(1)], val = o, fmt.Sprint(o)
+				}
+			case "find", "findlabel":
+				class, _ := strconv.ParseUint(arg(2), 10, 64)
+				id, _ := hex.DecodeString(arg(3))
+				t := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class), pkcs11.NewAttribute(pkcs11.CKA_ID, id)}
+				if f[1] == "findlabel" {
+					t = []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, arg(2))}
+				}
+				var hs []pkcs11.ObjectHandle
+				if err = p.FindObjectsInit(s, t); err == nil {
+					hs, _, err = p.FindObjects(s, 100)
+					p.FindObjectsFinal(s)
+				}
+				val = fmt.Sprint(len(hs))
+				if len(hs) > 0 {
+					objs[arg(1)] = hs[0]
+				}
+			case "label", "relabel":
+				var a []*pkcs11.Attribute
+				a, err = p.GetAttributeValue(s, o, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, nil)})
+				if err == nil {
+					val = string(a[0].Value)
+					if f[1] == "relabel" {
+						err = p.SetAttributeValue(s, o, a)
+					}
+				}
+			case "destroy":
+				err = p.DestroyObject(s, o)
+			case "finalize":
+				err = p.Finalize()
+			default:
+				err = fmt.Errorf("unknown command %q", f[1])
+			}
+			out = strings.TrimSpace(rvName(err) + " " + val)
+		}}
+		threads[f[0][0]-'1'] <- j
+		<-j.done
+		fmt.Println(out)
+	}
 }
