@@ -195,8 +195,7 @@ func p11InitToken(slot C.CK_SLOT_ID, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG, l
 	if label == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
-	// Re-initialising a card (erasing its keys) is a vendor tool's job, not Cryptoki's here.
-	return C.CKR_FUNCTION_NOT_SUPPORTED
+	return rvOf(mod.InitToken(uint64(slot)))
 }
 
 //export p11InitPIN

@@ -89,6 +89,12 @@ func TestConformanceTable(t *testing.T) {
 		{"PSS hash mismatch", true, func(t *testing.T, e *env) error {
 			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS_PSS, PSS: &PSSParams{Hash: CKM_SHA_1, MGF: CKG_MGF1_SHA1, SaltLen: 20}}, privKey(t, e))
 		}, CKR_MECHANISM_PARAM_INVALID},
+		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
+		{"init token: card removed", false, func(t *testing.T, e *env) error {
+			e.src.remove()
+			return e.m.InitToken(1)
+		}, CKR_TOKEN_NOT_PRESENT},
+		{"init token", false, func(t *testing.T, e *env) error { return e.m.InitToken(1) }, CKR_FUNCTION_NOT_SUPPORTED},
 		{"size query then short buffer", true, func(t *testing.T, e *env) error {
 			e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e))
 			e.m.Sign(e.ro, []byte("x"), -1)
@@ -147,3 +153,4 @@ func rvOfAttr(v AttrValue) error {
 	}
 	return errRV(v.RV, "attribute")
 }
+

@@ -143,6 +143,16 @@ func (m *Module) token(id uint64) (*tokenState, error) {
 	return ts, nil
 }
 
+// InitToken answers C_InitToken: after the slot checks (CKR_SLOT_ID_INVALID,
+// CKR_TOKEN_NOT_PRESENT), CKR_FUNCTION_NOT_SUPPORTED. Re-initialising a card (erasing its
+// keys) is a vendor tool's job, not Cryptoki's here.
+func (m *Module) InitToken(slot uint64) error {
+	if _, err := m.token(slot); err != nil {
+		return err
+	}
+	return errRV(CKR_FUNCTION_NOT_SUPPORTED, "C_InitToken is not supported")
+}
+
 // dropTokenLocked forgets a token generation: its sessions, objects and login state.
 func (m *Module) dropTokenLocked(ts *tokenState) {
 	ts.dead = true
