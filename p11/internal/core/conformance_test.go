@@ -89,6 +89,24 @@ func TestConformanceTable(t *testing.T) {
 		{"PSS hash mismatch", true, func(t *testing.T, e *env) error {
 			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS_PSS, PSS: &PSSParams{Hash: CKM_SHA_1, MGF: CKG_MGF1_SHA1, SaltLen: 20}}, privKey(t, e))
 		}, CKR_MECHANISM_PARAM_INVALID},
+		{"PSS salt too long for the key", true, func(t *testing.T, e *env) error {
+			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS_PSS, PSS: &PSSParams{Hash: CKM_SHA256, MGF: CKG_MGF1_SHA256, SaltLen: 300}}, privKey(t, e))
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"PSS verification with another MGF1 hash: at init", false, func(t *testing.T, e *env) error {
+			return e.m.VerifyInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS_PSS, PSS: &PSSParams{Hash: CKM_SHA256, MGF: CKG_MGF1_SHA1, SaltLen: 32}}, pubKey(t, e))
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"OAEP encryption with another MGF1 hash: at init", false, func(t *testing.T, e *env) error {
+			return e.m.EncryptInit(e.ro, Mechanism{Type: CKM_RSA_PKCS_OAEP, OAEP: &OAEPParams{Hash: CKM_SHA256, MGF: CKG_MGF1_SHA1}}, pubKey(t, e))
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"parameter for a mechanism that takes none", true, func(t *testing.T, e *env) error {
+			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS, Param: []byte{1, 2, 3, 4}}, privKey(t, e))
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"parameter for a digest", false, func(t *testing.T, e *env) error {
+			return e.m.DigestInit(e.ro, Mechanism{Type: CKM_SHA256, Param: []byte{1}})
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"empty parameter for a mechanism that takes none", true, func(t *testing.T, e *env) error {
+			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS, Param: []byte{}}, privKey(t, e))
+		}, CKR_OK},
 		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
 		{"init token: card removed", false, func(t *testing.T, e *env) error {
 			e.src.remove()

@@ -97,6 +97,9 @@ func (m *Module) initOp(h uint64, kind opKind, mech Mechanism, keyH uint64) erro
 		if !ok {
 			return errRV(CKR_MECHANISM_INVALID, "not a digest mechanism")
 		}
+		if err := noParams(mech); err != nil {
+			return err
+		}
 		op.hash, op.h = hf, hf.New()
 		s.op = op
 		return nil
@@ -105,6 +108,9 @@ func (m *Module) initOp(h uint64, kind opKind, mech Mechanism, keyH uint64) erro
 	mi, ok := tokMechs[mech.Type]
 	if !ok {
 		return errRV(CKR_MECHANISM_INVALID, "mechanism not supported by this token")
+	}
+	if err := noParams(mech); err != nil {
+		return err
 	}
 	need := map[opKind]uint64{opSign: CKF_SIGN, opVerify: CKF_VERIFY, opEncrypt: CKF_ENCRYPT, opDecrypt: CKF_DECRYPT, opSignRecover: CKF_SIGN_RECOVER, opVerifyRecover: CKF_VERIFY_RECOVER}[kind]
 	if mi.Flags&need == 0 {
@@ -171,7 +177,19 @@ func (m *Module) initOp(h uint64, kind opKind, mech Mechanism, keyH uint64) erro
 	return nil
 }
 
-// checkParams validates mechanism parameters.
+// noParams rejects parameters given to a mechanism that takes none (the ones the cgo
+// layer does not decode: digests, PKCS#1 v1.5, raw RSA, ECDSA, key-pair generation).
+// An empty parameter (pParameter set, ulParameterLen 0) is let through, as harmless.
+func noParams(mech Mechanism) error {
+	if len(mech.Param) > 0 {
+		return errRV(CKR_MECHANISM_PARAM_INVALID, "this mechanism takes no parameter")
+	}
+	return nil
+}
+
+// checkParams validates mechanism parameters against the operation and its key, so that
+// every parameter error shows at Init (CKR_MECHANISM_PARAM_INVALID is not among the
+// return values of C_Sign, C_Verify or C_Encrypt).
 func checkParams(op *operation) error {
 	t := op.mech.Type
 	switch {
@@ -187,22 +205,37 @@ func checkParams(op *operation) error {
 		if h2 := rsaPSSHash[t]; h2 != 0 && h2 != hf {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "PSS hash differs from the mechanism's")
 		}
-		if _, ok := mgfHash[p.MGF]; !ok {
+		mgf, ok := mgfHash[p.MGF]
+		if !ok {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "PSS MGF")
 		}
 		if p.SaltLen > 1024 {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "PSS salt length")
+		}
+		// RFC 8017 §9.1.1: emLen >= hLen + sLen + 2, emLen = ceil((modBits-1)/8).
+		if k := op.key.Key; k != nil && k.Alg == cards.AlgRSA && (modBits(k)+6)/8 < hf.Size()+int(p.SaltLen)+2 {
+			return errRV(CKR_MECHANISM_PARAM_INVALID, "PSS salt too long for this key")
+		}
+		// Verification runs in Go's crypto/rsa, whose MGF1 uses the message hash.
+		if (op.kind == opVerify || op.kind == opVerifyRecover) && mgf != hf {
+			return errRV(CKR_MECHANISM_PARAM_INVALID, "PSS verification needs the MGF1 hash to equal the hash")
 		}
 	case t == CKM_RSA_PKCS_OAEP:
 		p := op.mech.OAEP
 		if p == nil {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "OAEP needs CK_RSA_PKCS_OAEP_PARAMS")
 		}
-		if _, ok := hashMech(p.Hash); !ok {
+		hf, ok := hashMech(p.Hash)
+		if !ok {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "OAEP hash")
 		}
-		if _, ok := mgfHash[p.MGF]; !ok {
+		mgf, ok := mgfHash[p.MGF]
+		if !ok {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "OAEP MGF")
+		}
+		// Encryption runs in Go's crypto/rsa, whose MGF1 uses the label hash.
+		if op.kind == opEncrypt && mgf != hf {
+			return errRV(CKR_MECHANISM_PARAM_INVALID, "OAEP encryption needs the MGF1 hash to equal the hash")
 		}
 		if p.Source != 0 && p.Source != CKZ_DATA_SPECIFIED {
 			return errRV(CKR_MECHANISM_PARAM_INVALID, "OAEP source")

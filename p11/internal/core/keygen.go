@@ -134,6 +134,9 @@ func (m *Module) GenerateKeyPair(h uint64, mech Mechanism, pubTmpl, privTmpl []A
 	if _, ok := m.mechanisms(s.ts)[mech.Type]; !ok {
 		return 0, 0, errRV(CKR_MECHANISM_INVALID, "mechanism not supported by this token")
 	}
+	if err := noParams(mech); err != nil {
+		return 0, 0, err
+	}
 	pt, err := templateAttrs(pubTmpl)
 	if err != nil {
 		return 0, 0, err
