@@ -1,6 +1,8 @@
 package core
 
 import (
+	"bytes"
+	"crypto/elliptic"
 	"testing"
 )
 
@@ -107,6 +109,20 @@ func TestConformanceTable(t *testing.T) {
 		{"empty parameter for a mechanism that takes none", true, func(t *testing.T, e *env) error {
 			return e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS, Param: []byte{}}, privKey(t, e))
 		}, CKR_OK},
+		{"ECDH with an RSA key", true, func(t *testing.T, e *env) error {
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, privKey(t, e), nil)
+			return err
+		}, CKR_KEY_TYPE_INCONSISTENT},
+		{"ECDH peer point off the curve", true, func(t *testing.T, e *env) error {
+			pt := bytes.Repeat([]byte{1}, 65)
+			pt[0] = 4
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: pt}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
+			return err
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"ECDH peer point on the curve", true, func(t *testing.T, e *env) error {
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
+			return err
+		}, CKR_OK},
 		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
 		{"init token: card removed", false, func(t *testing.T, e *env) error {
 			e.src.remove()
@@ -172,3 +188,8 @@ func rvOfAttr(v AttrValue) error {
 	return errRV(v.RV, "attribute")
 }
 
+// p256Base is the P-256 base point, uncompressed: a valid ECDH peer value.
+func p256Base() []byte {
+	c := elliptic.P256().Params()
+	return append(append([]byte{4}, c.Gx.FillBytes(make([]byte, 32))...), c.Gy.FillBytes(make([]byte, 32))...)
+}

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/asn1"
 	"math/big"
@@ -57,6 +58,9 @@ func (m *Module) DeriveKey(h uint64, mech Mechanism, base uint64, tmpl []Attr) (
 		return 0, errRV(CKR_KEY_TYPE_INCONSISTENT, "needs a card private key")
 	}
 	k := co.Key
+	if !k.Alg.IsEC() && k.Alg != cards.AlgX25519 {
+		return 0, errRV(CKR_KEY_TYPE_INCONSISTENT, "not an ECDH key")
+	}
 	if !k.Derive {
 		return 0, errRV(CKR_KEY_FUNCTION_NOT_PERMITTED, "key cannot derive")
 	}
@@ -114,15 +118,28 @@ func peerPoint(k *cards.KeyInfo, pub []byte) ([]byte, error) {
 	default:
 		return nil, errRV(CKR_KEY_TYPE_INCONSISTENT, "not an ECDH key")
 	}
-	if len(pub) == want && (k.Alg == cards.AlgX25519 || pub[0] == 4) {
-		return pub, nil
+	pt := pub
+	if len(pub) != want || (k.Alg != cards.AlgX25519 && pub[0] != 4) {
+		pt = nil
+		if rest, err := asn1.Unmarshal(pub, &pt); err != nil || len(rest) != 0 || len(pt) != want {
+			return nil, errRV(CKR_MECHANISM_PARAM_INVALID, "peer public value has the wrong form")
+		}
 	}
-	var pt []byte
-	if rest, err := asn1.Unmarshal(pub, &pt); err == nil && len(rest) == 0 && len(pt) == want {
-		return pt, nil
+	if k.Alg != cards.AlgX25519 && pt[0] != 4 {
+		return nil, errRV(CKR_MECHANISM_PARAM_INVALID, "peer public point not uncompressed")
 	}
-	return nil, errRV(CKR_MECHANISM_PARAM_INVALID, "peer public value has the wrong form")
+	// A point off the curve would have the card compute with its private key on another
+	// curve (an invalid-curve attack): the NIST curves are checked here. (Go has no
+	// Brainpool curves; OpenPGP cards check their own input.)
+	if c, ok := nistECDH[k.Alg]; ok {
+		if _, err := c.NewPublicKey(pt); err != nil {
+			return nil, errRV(CKR_MECHANISM_PARAM_INVALID, "peer public point not on the curve")
+		}
+	}
+	return pt, nil
 }
+
+var nistECDH = map[cards.KeyAlg]ecdh.Curve{cards.AlgECP256: ecdh.P256(), cards.AlgECP384: ecdh.P384(), cards.AlgECP521: ecdh.P521()}
 
 // GenerateKeyPair generates a key pair on the card at the location CKA_ID names (the
 // first empty one when no CKA_ID is given).
