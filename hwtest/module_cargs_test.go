@@ -64,3 +64,21 @@ func TestModuleCBadArguments(t *testing.T) {
 		t.Logf("\n%s", out)
 	}
 }
+
+// TestModuleCForks forks 100 children (10 at a time) of a parent that is initialised,
+// logged in and busy signing and listing in two threads (testdata/cforks.c): each child
+// must fail cleanly as p11/doc.go says (or work), none may hang or crash, and the parent
+// must still sign afterwards. Children that exec load the module fresh and list the token.
+func TestModuleCForks(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	out := runCTable(t, 3*time.Minute, cProgram(t, "cforks"), so)
+	for _, re := range []string{`(?m)^FORKS .*$`, `(?m)^EXEC .*$`, `(?m)^SIGNATURES .*$`} {
+		m := regexp.MustCompile(re).FindString(out)
+		if m == "" {
+			t.Errorf("no %s line:\n%s", re, out)
+			continue
+		}
+		t.Log(m)
+	}
+}
