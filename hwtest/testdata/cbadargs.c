@@ -639,6 +639,42 @@ int main(int argc, char **argv) {
 		EXPECT("C_DeriveKey with a signature mechanism", f->C_DeriveKey(ro, &mECDSA, priv05, NULL, 0, &outH), CKR_MECHANISM_INVALID);
 	}
 
+	// --- Data of the wrong size (§5.8–5.15: CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE,
+	// CKR_SIGNATURE_LEN_RANGE; a signature of the wrong length may also be just invalid).
+	{
+		CK_BYTE longData[300];
+		memset(longData, 0x42, sizeof longData);
+		EXPECT("C_EncryptInit RSA (for too much data)", f->C_EncryptInit(ro, &mRSA, pub03), CKR_OK);
+		ctLen = sizeof ct;
+		EXPECT("C_Encrypt RSA-PKCS 300 bytes into RSA-2048", f->C_Encrypt(ro, longData, sizeof longData, ct, &ctLen), CKR_DATA_LEN_RANGE);
+		EXPECT("C_SignInit RSA-PKCS (for too much data)", f->C_SignInit(ro, &mRSA, priv01), CKR_OK);
+		bufLen = sizeof buf;
+		EXPECT("C_Sign RSA-PKCS 300 bytes with RSA-2048", f->C_Sign(ro, longData, sizeof longData, buf, &bufLen), CKR_DATA_LEN_RANGE);
+		EXPECT("C_DecryptInit RSA (for a short ciphertext)", f->C_DecryptInit(ro, &mRSA, priv03), CKR_OK);
+		bufLen = sizeof buf;
+		EXPECT("C_Decrypt a ciphertext of 100 bytes with RSA-2048", f->C_Decrypt(ro, longData, 100, buf, &bufLen), CKR_ENCRYPTED_DATA_LEN_RANGE);
+		EXPECT("C_VerifyInit ECDSA (for a short signature)", f->C_VerifyInit(ro, &mECDSA, pub04), CKR_OK);
+		EXPECT("C_Verify a signature of 10 bytes with P-256", f->C_Verify(ro, sha256abc, 32, longData, 10), CKR_SIGNATURE_LEN_RANGE, CKR_SIGNATURE_INVALID);
+		EXPECT("C_FindObjectsInit (for zero objects)", f->C_FindObjectsInit(ro, NULL, 0), CKR_OK);
+		n = 7;
+		EXPECT("C_FindObjects(NULL, 0)", f->C_FindObjects(ro, NULL, 0, &n), CKR_OK);
+		EQUAL("C_FindObjects(NULL, 0): count", n, 0);
+		EXPECT("C_FindObjectsFinal (zero objects)", f->C_FindObjectsFinal(ro), CKR_OK);
+		EXPECT("C_GenerateRandom(NULL, 0)", f->C_GenerateRandom(ro, NULL, 0), CKR_OK);
+		EXPECT("C_GenerateRandom(16)", f->C_GenerateRandom(ro, buf, 16), CKR_OK);
+		// §5.14: a token without a seedable generator answers CKR_RANDOM_SEED_NOT_SUPPORTED.
+		EXPECT("C_SeedRandom", f->C_SeedRandom(ro, buf, 16), CKR_RANDOM_SEED_NOT_SUPPORTED, CKR_OK);
+		EXPECT("C_DigestInit (for a key)", f->C_DigestInit(ro, &mSHA256), CKR_OK);
+		// §5.10 C_DigestKey: a key that cannot be digested (on the card, sensitive).
+		EXPECT("C_DigestKey of a card key", f->C_DigestKey(ro, pub01), CKR_KEY_INDIGESTIBLE, CKR_FUNCTION_NOT_SUPPORTED);
+		f3->C_SessionCancel(ro, CKF_DIGEST);
+	}
+	// §5.6 C_SetPIN: NULL PINs without a PIN pad, and a new PIN of the wrong length (the
+	// old PIN is right, so the card's counter is not touched).
+	EXPECT("C_SetPIN(NULL old PIN, 6)", f->C_SetPIN(rw, NULL, 6, PIN, 6), CKR_ARGUMENTS_BAD);
+	EXPECT("C_SetPIN(NULL new PIN, 6)", f->C_SetPIN(rw, PIN, 6, NULL, 6), CKR_ARGUMENTS_BAD);
+	EXPECT("C_SetPIN new PIN of 3 digits", f->C_SetPIN(rw, PIN, 6, (CK_UTF8CHAR_PTR) "123", 3), CKR_PIN_LEN_RANGE);
+
 	// --- Session state.
 	{
 		// §5.6, R/O sessions: token objects are read-only (CKR_SESSION_READ_ONLY); session
@@ -702,6 +738,22 @@ int main(int argc, char **argv) {
 	EXPECT("C_Sign with a new handle", f->C_Sign(ro, sha256abc, 32, buf, &bufLen), CKR_OK);
 	EXPECT("C_CloseSession", f->C_CloseSession(rw), CKR_OK);
 	EXPECT("C_CloseSession twice", f->C_CloseSession(rw), CKR_SESSION_HANDLE_INVALID);
+	// §5.6 C_CloseAllSessions: every session of the application on the token goes, and
+	// with the last one the login (§5.6 C_CloseSession).
+	EXPECT("C_CloseAllSessions", f->C_CloseAllSessions(slot), CKR_OK);
+	EXPECT("R/O session after C_CloseAllSessions", f->C_GetSessionInfo(ro, &si), CKR_SESSION_HANDLE_INVALID);
+	// The SO (PIV management key): no R/O session may be opened while the SO is logged in
+	// (§5.6 C_OpenSession, CKR_SESSION_READ_WRITE_SO_EXISTS), and the SO is not the user.
+	EXPECT("open R/W session (SO)", f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
+	EXPECT("C_GetSessionInfo after C_CloseAllSessions", f->C_GetSessionInfo(rw, &si), CKR_OK);
+	EQUAL("a new session starts public", si.state, CKS_RW_PUBLIC_SESSION);
+	EXPECT("C_Login(CKU_SO)", f->C_Login(rw, CKU_SO, MGMT, 48), CKR_OK);
+	EXPECT("C_Login(CKU_SO) twice", f->C_Login(rw, CKU_SO, MGMT, 48), CKR_USER_ALREADY_LOGGED_IN);
+	EXPECT("C_Login(CKU_USER) while the SO is logged in", f->C_Login(rw, CKU_USER, PIN, 6), CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+	EXPECT("C_OpenSession R/O while the SO is logged in", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sx), CKR_SESSION_READ_WRITE_SO_EXISTS);
+	EXPECT("C_Login(CKU_CONTEXT_SPECIFIC) as SO without an operation", f->C_Login(rw, CKU_CONTEXT_SPECIFIC, PIN, 6), CKR_OPERATION_NOT_INITIALIZED, CKR_USER_NOT_LOGGED_IN);
+	EXPECT("C_Logout (SO)", f->C_Logout(rw), CKR_OK);
+	EXPECT("C_OpenSession R/O after the SO left", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
 
 	// --- After C_Finalize: CKR_CRYPTOKI_NOT_INITIALIZED (§5.1.2) from everything but
 	// C_Initialize and C_GetFunctionList.
