@@ -3,9 +3,12 @@
 // 03 RSA-2048 9D, 04 P-256 9E, 05 P-256 82; 19 is the attestation key F9, public half only).
 //
 // Every row is one call and the return values PKCS #11 2.40 allows for it (§ numbers are
-// of the base specification, pkcs11-base-v2.40): §5.1 (common return values, and the
-// per-function lists of §5.4–5.15), §5.2 (output in a variable-length buffer), and the
-// mechanism sections of pkcs11-curr-v2.40 (§2.1 RSA, §2.3 ECDSA and ECDH). Where the
+// of the base specification, pkcs11-base-v2.40): §5.1 (return values: 5.1.2 for session
+// handles, 5.1.3 for tokens, 5.1.6 all others), §5.2 (output in a variable-length buffer),
+// the per-function lists of §5.4–5.15 (5.5 slots and tokens, 5.6 sessions, 5.7 objects,
+// 5.8 encrypt, 5.9 decrypt, 5.10 digest, 5.11 sign, 5.12 verify, 5.14 keys, 5.15 random),
+// and the mechanisms of pkcs11-curr-v2.40 (§2.1 RSA: PSS and OAEP parameters; §2.3
+// elliptic curves: ECDSA, ECDH1 derive). Where the
 // specification leaves a choice, a row accepts each code it allows, and says so.
 //
 // The PIN is never locked: one wrong user PIN is sent, followed by a correct login.
@@ -120,7 +123,7 @@ static CK_BBOOL boolAttr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_T
 }
 
 // Every function taking a session handle, with arguments that are otherwise valid: a bad
-// handle must give CKR_SESSION_HANDLE_INVALID (§5.1.3) from each.
+// handle must give CKR_SESSION_HANDLE_INVALID (§5.1.2) from each.
 static CK_MECHANISM mSHA256 = {CKM_SHA256, NULL, 0}, mECDSA = {CKM_ECDSA, NULL, 0}, mRSA = {CKM_RSA_PKCS, NULL, 0};
 static CK_MECHANISM mECGen = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 static CK_ECDH1_DERIVE_PARAMS ecdh = {CKD_NULL, 0, NULL, sizeof p256G, p256G};
@@ -228,7 +231,7 @@ int main(int argc, char **argv) {
 	if (!pub01 || !pub03 || !pub04 || !cert01) { printf("FAIL public objects not found\n"); return 1; }
 	anyObject = pub01;
 
-	// --- NULL pointers: CKR_ARGUMENTS_BAD (§5.1.1 "Cryptoki function return values",
+	// --- NULL pointers: CKR_ARGUMENTS_BAD (§5.1.6 "All other Cryptoki function return values",
 	// CKR_ARGUMENTS_BAD: "a pointer argument is NULL_PTR where a value is needed").
 	CK_SLOT_INFO slotInfo;
 	CK_MECHANISM_TYPE mechs[64];
@@ -301,7 +304,7 @@ int main(int argc, char **argv) {
 	EQUAL("C_Encrypt short buffer: length set", ctLen, 256);
 	EXPECT("C_Encrypt after the short buffer", f->C_Encrypt(ro, data, 3, ct, &ctLen), CKR_OK);
 
-	// --- Invalid handles. Sessions: CKR_SESSION_HANDLE_INVALID (§5.1.3) from every function
+	// --- Invalid handles. Sessions: CKR_SESSION_HANDLE_INVALID (§5.1.2) from every function
 	// taking one, for 0 (CK_INVALID_HANDLE), a large unknown value and a closed session.
 	// The message-based 3.0 functions answer CKR_FUNCTION_NOT_SUPPORTED without a look at
 	// their arguments (doc.go), so they are not listed.
@@ -313,8 +316,9 @@ int main(int argc, char **argv) {
 			EXPECT(name, sessionFuncs[i].call(badSessions[b]), CKR_SESSION_HANDLE_INVALID);
 		}
 	}
-	// Slots: CKR_SLOT_ID_INVALID for an unknown slot (§5.1.1), CKR_TOKEN_NOT_PRESENT for
-	// an empty reader's slot (§5.4: C_GetTokenInfo, C_GetMechanismList, C_OpenSession).
+	// Slots: CKR_SLOT_ID_INVALID for an unknown slot (§5.1.6), CKR_TOKEN_NOT_PRESENT for
+	// an empty reader's slot (§5.1.3; §5.5 C_GetTokenInfo, C_GetMechanismList, C_InitToken;
+	// §5.6 C_OpenSession).
 	CK_TOKEN_INFO ti;
 	CK_MECHANISM_INFO mi;
 	CK_SESSION_HANDLE sx;
@@ -360,7 +364,7 @@ int main(int argc, char **argv) {
 	// reaches the card).
 	EXPECT("C_Login(CKU_SO) while a R/O session exists", f->C_Login(rw, CKU_SO, MGMT, 48), CKR_SESSION_READ_ONLY_EXISTS);
 	EXPECT("C_Login(user type 7)", f->C_Login(ro, 7, PIN, 6), CKR_USER_TYPE_INVALID);
-	// §5.6 C_InitPIN is for the SO only.
+	// §5.5 C_InitPIN is for the SO only.
 	EXPECT("C_InitPIN not logged in", f->C_InitPIN(rw, PIN, 6), CKR_USER_NOT_LOGGED_IN);
 	// One wrong PIN (the correct login right after resets the counter).
 	EXPECT("C_Login wrong PIN (once)", f->C_Login(ro, CKU_USER, (CK_UTF8CHAR_PTR) "000000", 6), CKR_PIN_INCORRECT);
@@ -369,7 +373,7 @@ int main(int argc, char **argv) {
 	// Both "another user" and the R/O session rule apply: either code (§5.6 C_Login).
 	EXPECT("C_Login(CKU_SO) while the user is logged in", f->C_Login(rw, CKU_SO, MGMT, 48), CKR_USER_ANOTHER_ALREADY_LOGGED_IN, CKR_SESSION_READ_ONLY_EXISTS);
 	EXPECT("C_InitPIN as the user", f->C_InitPIN(rw, PIN, 6), CKR_USER_NOT_LOGGED_IN);
-	// §5.6 C_SetPIN: "can only be called in the R/W Public Session state, R/W SO Functions
+	// §5.5 C_SetPIN: "can only be called in the R/W Public Session state, R/W SO Functions
 	// state, or R/W User Functions state"; a R/O session gives CKR_SESSION_READ_ONLY.
 	EXPECT("C_SetPIN in a R/O session", f->C_SetPIN(ro, PIN, 6, PIN, 6), CKR_SESSION_READ_ONLY);
 	// §5.6 C_Login with CKU_CONTEXT_SPECIFIC needs an operation that asks for it.
@@ -379,7 +383,7 @@ int main(int argc, char **argv) {
 	CK_OBJECT_HANDLE priv04 = find(ro, CKO_PRIVATE_KEY, 4), priv05 = find(ro, CKO_PRIVATE_KEY, 5);
 	if (!priv01 || !priv02 || !priv03 || !priv04 || !priv05) { printf("FAIL private keys not found\n"); return 1; }
 
-	// Key handles: CKR_KEY_HANDLE_INVALID (§5.8–5.15: the *Init functions, C_DeriveKey).
+	// Key handles: CKR_KEY_HANDLE_INVALID (§5.8–5.12 the *Init functions, §5.14 C_DeriveKey).
 	for (int b = 0; b < 2; b++) {
 		CK_OBJECT_HANDLE o = badObjects[b];
 		snprintf(name, sizeof name, "C_SignInit(key %s)", badObjNames[b]);
@@ -447,7 +451,7 @@ int main(int argc, char **argv) {
 	EQUAL("C_Sign length", bufLen, 64);
 	CK_BYTE sig[64];
 	memcpy(sig, buf, 64);
-	// §5.12: a single-part C_Sign ends the operation.
+	// §5.11 C_Sign: a single-part C_Sign ends the operation.
 	EXPECT("C_SignUpdate after C_Sign finished", f->C_SignUpdate(ro, data, 3), CKR_OPERATION_NOT_INITIALIZED);
 	EXPECT("C_Sign after C_Sign finished", f->C_Sign(ro, sha256abc, 32, buf, &bufLen), CKR_OPERATION_NOT_INITIALIZED);
 	EXPECT("C_VerifyInit ECDSA (9E public key)", f->C_VerifyInit(ro, &mECDSA, pub04), CKR_OK);
@@ -487,8 +491,8 @@ int main(int argc, char **argv) {
 		EQUAL("C_GetAttributeValue length", a[0].ulValueLen, 256);
 	}
 
-	// --- Mechanisms and their parameters (pkcs11-curr-v2.40 §2.1.14 PKCS #1 RSA PSS,
-	// §2.1.8 OAEP, §2.3.x ECDSA and ECDH1; base §5.1.6: CKR_MECHANISM_INVALID,
+	// --- Mechanisms and their parameters (pkcs11-curr-v2.40 §2.1 CK_RSA_PKCS_PSS_PARAMS,
+	// CK_RSA_PKCS_OAEP_PARAMS; §2.3 ECDSA, CK_ECDH1_DERIVE_PARAMS; base §5.1.6: CKR_MECHANISM_INVALID,
 	// CKR_MECHANISM_PARAM_INVALID, CKR_KEY_TYPE_INCONSISTENT, CKR_KEY_FUNCTION_NOT_PERMITTED).
 	{
 		CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
@@ -639,7 +643,7 @@ int main(int argc, char **argv) {
 		EXPECT("C_DeriveKey with a signature mechanism", f->C_DeriveKey(ro, &mECDSA, priv05, NULL, 0, &outH), CKR_MECHANISM_INVALID);
 	}
 
-	// --- Data of the wrong size (§5.8–5.15: CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE,
+	// --- Data of the wrong size (§5.8, 5.9, 5.11, 5.12: CKR_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_LEN_RANGE,
 	// CKR_SIGNATURE_LEN_RANGE; a signature of the wrong length may also be just invalid).
 	{
 		CK_BYTE longData[300];
@@ -662,14 +666,14 @@ int main(int argc, char **argv) {
 		EXPECT("C_FindObjectsFinal (zero objects)", f->C_FindObjectsFinal(ro), CKR_OK);
 		EXPECT("C_GenerateRandom(NULL, 0)", f->C_GenerateRandom(ro, NULL, 0), CKR_OK);
 		EXPECT("C_GenerateRandom(16)", f->C_GenerateRandom(ro, buf, 16), CKR_OK);
-		// §5.14: a token without a seedable generator answers CKR_RANDOM_SEED_NOT_SUPPORTED.
+		// §5.15 C_SeedRandom: a token without a seedable generator answers CKR_RANDOM_SEED_NOT_SUPPORTED.
 		EXPECT("C_SeedRandom", f->C_SeedRandom(ro, buf, 16), CKR_RANDOM_SEED_NOT_SUPPORTED, CKR_OK);
 		EXPECT("C_DigestInit (for a key)", f->C_DigestInit(ro, &mSHA256), CKR_OK);
 		// §5.10 C_DigestKey: a key that cannot be digested (on the card, sensitive).
 		EXPECT("C_DigestKey of a card key", f->C_DigestKey(ro, pub01), CKR_KEY_INDIGESTIBLE, CKR_FUNCTION_NOT_SUPPORTED);
 		f3->C_SessionCancel(ro, CKF_DIGEST);
 	}
-	// §5.6 C_SetPIN: NULL PINs without a PIN pad, and a new PIN of the wrong length (the
+	// §5.5 C_SetPIN: NULL PINs without a PIN pad, and a new PIN of the wrong length (the
 	// old PIN is right, so the card's counter is not touched).
 	EXPECT("C_SetPIN(NULL old PIN, 6)", f->C_SetPIN(rw, NULL, 6, PIN, 6), CKR_ARGUMENTS_BAD);
 	EXPECT("C_SetPIN(NULL new PIN, 6)", f->C_SetPIN(rw, PIN, 6, NULL, 6), CKR_ARGUMENTS_BAD);
@@ -677,7 +681,7 @@ int main(int argc, char **argv) {
 
 	// --- Session state.
 	{
-		// §5.6, R/O sessions: token objects are read-only (CKR_SESSION_READ_ONLY); session
+		// §5.7 and §4 (sessions): in a R/O session token objects are read-only (CKR_SESSION_READ_ONLY); session
 		// objects may be created and destroyed.
 		CK_BYTE id = 0x14; // retired slot 95, empty: harmless even if a key were made
 		CK_ATTRIBUTE pubT[] = {{CKA_EC_PARAMS, p256OID, sizeof p256OID}, {CKA_TOKEN, &yes, 1}, {CKA_ID, &id, 1}};
@@ -694,7 +698,7 @@ int main(int argc, char **argv) {
 		EXPECT("C_CreateObject session object in a R/O session", f->C_CreateObject(ro, sesData, 3, &outH), CKR_OK);
 		EXPECT("C_DestroyObject session object in a R/O session", f->C_DestroyObject(ro, outH), CKR_OK);
 	}
-	// §5.1.5 / §3.5 sessions: one operation at a time.
+	// §5.1.6 CKR_OPERATION_ACTIVE, CKR_OPERATION_NOT_INITIALIZED: one operation at a time.
 	EXPECT("C_FindObjects without C_FindObjectsInit", f->C_FindObjects(ro, &outH, 1, &n), CKR_OPERATION_NOT_INITIALIZED);
 	EXPECT("C_FindObjectsFinal without C_FindObjectsInit", f->C_FindObjectsFinal(ro), CKR_OPERATION_NOT_INITIALIZED);
 	EXPECT("C_FindObjectsInit", f->C_FindObjectsInit(ro, NULL, 0), CKR_OK);
@@ -717,7 +721,7 @@ int main(int argc, char **argv) {
 	bufLen = sizeof buf;
 	EXPECT("C_Sign PIN-always key without context login", f->C_Sign(ro, sha256abc, 32, buf, &bufLen), CKR_USER_NOT_LOGGED_IN);
 	// "A call to C_Sign always terminates the active signing operation unless it returns
-	// CKR_BUFFER_TOO_SMALL or is a successful call … to determine the length" (§5.12).
+	// CKR_BUFFER_TOO_SMALL or is a successful call … to determine the length" (§5.11).
 	EXPECT("C_SignInit PIN-always key again", f->C_SignInit(ro, &mECDSA, priv02), CKR_OK);
 	EXPECT("C_Login(CKU_CONTEXT_SPECIFIC)", f->C_Login(ro, CKU_CONTEXT_SPECIFIC, PIN, 6), CKR_OK);
 	bufLen = sizeof buf;
@@ -755,7 +759,7 @@ int main(int argc, char **argv) {
 	EXPECT("C_Logout (SO)", f->C_Logout(rw), CKR_OK);
 	EXPECT("C_OpenSession R/O after the SO left", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
 
-	// --- After C_Finalize: CKR_CRYPTOKI_NOT_INITIALIZED (§5.1.2) from everything but
+	// --- After C_Finalize: CKR_CRYPTOKI_NOT_INITIALIZED (§5.1.6) from everything but
 	// C_Initialize and C_GetFunctionList.
 	EXPECT("C_Finalize", f->C_Finalize(NULL), CKR_OK);
 	EXPECT("C_Finalize twice", f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
