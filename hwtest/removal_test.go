@@ -36,8 +36,9 @@ var removalCKR = map[string]bool{
 
 // TestModuleRandomRemoval takes the card out at a random APDU of a random pkcs11-tool
 // operation, 200 times (P11CARD_SOAK=1: 1000): every process ends by itself, not by a
-// signal, within 10 s, every CKR_* it reports is one the specification gives for a token
-// that left, and after every 25 runs a card inserted again signs.
+// signal, within 10 s; every call into the module returns within 2 s (from the module's
+// trace); every CKR_* it reports is one the specification gives for a token that left;
+// and after every 25 runs a card inserted again signs.
 func TestModuleRandomRemoval(t *testing.T) {
 	r := testRig(t)
 	so, _ := modBuild(t)
@@ -71,6 +72,12 @@ func TestModuleRandomRemoval(t *testing.T) {
 	rng := mrand.New(mrand.NewPCG(seed, 0))
 	codes := map[string]int{}
 	var slowest time.Duration
+	var slowestCall struct {
+		d    time.Duration
+		name string
+	}
+	traceFile := filepath.Join(t.TempDir(), "trace")
+	callLine := regexp.MustCompile(`p11-card p11: (\w+) -> (\w+) \(([^)]+)\)`)
 	ctx := context.Background()
 	cardOK := func(run int) {
 		t.Helper()
@@ -98,7 +105,10 @@ func TestModuleRandomRemoval(t *testing.T) {
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 		start := time.Now()
-		o, err := toolCmd(t, pctx, "pkcs11-tool", append([]string{"--module", so}, op...)...).CombinedOutput()
+		os.Remove(traceFile)
+		cmd := toolCmd(t, pctx, "pkcs11-tool", append([]string{"--module", so}, op...)...)
+		cmd.Env = append(cmd.Env, "P11CARD_DEBUG=p11", "P11CARD_DEBUG_FILE="+traceFile)
+		o, err := cmd.CombinedOutput()
 		d := time.Since(start)
 		hung := errors.Is(pctx.Err(), context.DeadlineExceeded)
 		pcancel()
@@ -110,6 +120,23 @@ func TestModuleRandomRemoval(t *testing.T) {
 			t.Errorf("%s: hung for %v:\n%s", desc, d, o)
 		case errors.As(err, &ee) && ee.ProcessState != nil && !ee.Exited():
 			t.Errorf("%s: killed by a signal (%v):\n%s", desc, ee, o)
+		}
+		// Every call returns within 2 s (the module's trace gives each call's duration).
+		tr, _ := os.ReadFile(traceFile)
+		calls := 0
+		for _, m := range callLine.FindAllStringSubmatch(string(tr), -1) {
+			calls++
+			if cd, err := time.ParseDuration(m[3]); err == nil {
+				if cd > slowestCall.d {
+					slowestCall.d, slowestCall.name = cd, m[1]
+				}
+				if cd > 2*time.Second {
+					t.Errorf("%s: %s took %v (%s)", desc, m[1], cd, m[2])
+				}
+			}
+		}
+		if calls == 0 && !hung {
+			t.Errorf("%s: no call in the module's trace", desc)
 		}
 		for _, code := range ckr.FindAllString(string(o), -1) {
 			codes[code]++
@@ -130,7 +157,7 @@ func TestModuleRandomRemoval(t *testing.T) {
 		dist = append(dist, fmt.Sprintf("%s %d", k, v))
 	}
 	sort.Strings(dist)
-	t.Logf("%d removals at random APDUs: codes reported %v; slowest process %v", runs, dist, slowest.Round(time.Millisecond))
+	t.Logf("%d removals at random APDUs: codes reported %v; slowest process %v, slowest call %s %v", runs, dist, slowest.Round(time.Millisecond), slowestCall.name, slowestCall.d)
 }
 
 // TestModuleTraceHasNoPIN runs pkcs11-tool through the module with every trace category on:

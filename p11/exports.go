@@ -12,15 +12,17 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/p11-card/p11-card/internal/trace"
 	"github.com/p11-card/p11-card/p11/internal/core"
 )
 
-// guard, deferred first in every export, turns a panic into CKR_GENERAL_ERROR and logs
-// the stack (never the arguments).
-func guard(rv *C.CK_RV) {
+// guard, deferred first in every export with the time the call began, turns a panic into
+// CKR_GENERAL_ERROR and logs the stack (never the arguments); the "p11" trace gives each
+// call's return value and duration.
+func guard(rv *C.CK_RV, start time.Time) {
 	if r := recover(); r != nil {
 		fmt.Fprintf(os.Stderr, "p11-card: internal error: %v\n%s", r, debug.Stack())
 		*rv = C.CKR_GENERAL_ERROR
@@ -32,7 +34,7 @@ func guard(rv *C.CK_RV) {
 				name = strings.TrimPrefix(f.Name(), "main.")
 			}
 		}
-		trace.Printf("p11", "%s -> %s", name, core.RVName(uint64(*rv)))
+		trace.Printf("p11", "%s -> %s (%v)", name, core.RVName(uint64(*rv)), time.Since(start).Round(time.Microsecond))
 	}
 }
 
@@ -40,7 +42,7 @@ func rvOf(err error) C.CK_RV { return C.CK_RV(core.RV(err)) }
 
 //export p11Initialize
 func p11Initialize(args C.CK_VOID_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if args != nil {
 		a := (*C.CK_C_INITIALIZE_ARGS)(args)
 		if a.pReserved != nil {
@@ -68,7 +70,7 @@ func p11Initialize(args C.CK_VOID_PTR) (rv C.CK_RV) {
 
 //export p11Finalize
 func p11Finalize(reserved C.CK_VOID_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if reserved != nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -77,7 +79,7 @@ func p11Finalize(reserved C.CK_VOID_PTR) (rv C.CK_RV) {
 
 //export p11GetInfo
 func p11GetInfo(info C.CK_INFO_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if info == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -95,7 +97,7 @@ func p11GetInfo(info C.CK_INFO_PTR) (rv C.CK_RV) {
 
 //export p11GetSlotList
 func p11GetSlotList(present C.CK_BBOOL, list C.CK_SLOT_ID_PTR, count C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if count == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -108,7 +110,7 @@ func p11GetSlotList(present C.CK_BBOOL, list C.CK_SLOT_ID_PTR, count C.CK_ULONG_
 
 //export p11GetSlotInfo
 func p11GetSlotInfo(slot C.CK_SLOT_ID, info C.CK_SLOT_INFO_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if info == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -127,7 +129,7 @@ func p11GetSlotInfo(slot C.CK_SLOT_ID, info C.CK_SLOT_INFO_PTR) (rv C.CK_RV) {
 
 //export p11GetTokenInfo
 func p11GetTokenInfo(slot C.CK_SLOT_ID, info C.CK_TOKEN_INFO_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if info == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -159,7 +161,7 @@ func p11GetTokenInfo(slot C.CK_SLOT_ID, info C.CK_TOKEN_INFO_PTR) (rv C.CK_RV) {
 
 //export p11GetMechanismList
 func p11GetMechanismList(slot C.CK_SLOT_ID, list C.CK_MECHANISM_TYPE_PTR, count C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if count == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -172,7 +174,7 @@ func p11GetMechanismList(slot C.CK_SLOT_ID, list C.CK_MECHANISM_TYPE_PTR, count 
 
 //export p11GetMechanismInfo
 func p11GetMechanismInfo(slot C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, info C.CK_MECHANISM_INFO_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if info == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -188,7 +190,7 @@ func p11GetMechanismInfo(slot C.CK_SLOT_ID, typ C.CK_MECHANISM_TYPE, info C.CK_M
 
 //export p11InitToken
 func p11InitToken(slot C.CK_SLOT_ID, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG, label C.CK_UTF8CHAR_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if !mod.Initialized() {
 		return C.CKR_CRYPTOKI_NOT_INITIALIZED
 	}
@@ -200,7 +202,7 @@ func p11InitToken(slot C.CK_SLOT_ID, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG, l
 
 //export p11InitPIN
 func p11InitPIN(h C.CK_SESSION_HANDLE, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	p, ok := pinBytes(pin, pinLen)
 	if !ok {
 		return C.CKR_ARGUMENTS_BAD
@@ -211,7 +213,7 @@ func p11InitPIN(h C.CK_SESSION_HANDLE, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG)
 
 //export p11SetPIN
 func p11SetPIN(h C.CK_SESSION_HANDLE, old C.CK_UTF8CHAR_PTR, oldLen C.CK_ULONG, new C.CK_UTF8CHAR_PTR, newLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	o, ok1 := pinBytes(old, oldLen)
 	n, ok2 := pinBytes(new, newLen)
 	defer clear(o)
@@ -224,7 +226,7 @@ func p11SetPIN(h C.CK_SESSION_HANDLE, old C.CK_UTF8CHAR_PTR, oldLen C.CK_ULONG, 
 
 //export p11OpenSession
 func p11OpenSession(slot C.CK_SLOT_ID, flags C.CK_FLAGS, ph C.CK_SESSION_HANDLE_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if ph == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -238,19 +240,19 @@ func p11OpenSession(slot C.CK_SLOT_ID, flags C.CK_FLAGS, ph C.CK_SESSION_HANDLE_
 
 //export p11CloseSession
 func p11CloseSession(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.CloseSession(uint64(h)))
 }
 
 //export p11CloseAllSessions
 func p11CloseAllSessions(slot C.CK_SLOT_ID) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.CloseAllSessions(uint64(slot)))
 }
 
 //export p11GetSessionInfo
 func p11GetSessionInfo(h C.CK_SESSION_HANDLE, info C.CK_SESSION_INFO_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if info == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -269,7 +271,7 @@ func p11GetSessionInfo(h C.CK_SESSION_HANDLE, info C.CK_SESSION_INFO_PTR) (rv C.
 //
 //export p11Unsupported
 func p11Unsupported(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if _, err := mod.SessionInfo(uint64(h)); err != nil {
 		return rvOf(err)
 	}
@@ -280,7 +282,7 @@ func p11Unsupported(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
 //
 //export p11Legacy
 func p11Legacy(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if _, err := mod.SessionInfo(uint64(h)); err != nil {
 		return rvOf(err)
 	}
@@ -289,7 +291,7 @@ func p11Legacy(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
 
 //export p11Login
 func p11Login(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	p, ok := pinBytes(pin, pinLen)
 	defer clear(p)
 	if !ok {
@@ -300,26 +302,26 @@ func p11Login(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin C.CK_UTF8CHAR_PTR,
 
 //export p11LoginUser
 func p11LoginUser(h C.CK_SESSION_HANDLE, user C.CK_USER_TYPE, pin C.CK_UTF8CHAR_PTR, pinLen C.CK_ULONG, name C.CK_UTF8CHAR_PTR, nameLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	// Cards have no user names: a name is ignored, as 3.0 allows for tokens without them.
 	return p11Login(h, user, pin, pinLen)
 }
 
 //export p11SessionCancel
 func p11SessionCancel(h C.CK_SESSION_HANDLE, flags C.CK_FLAGS) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.SessionCancel(uint64(h), uint64(flags)))
 }
 
 //export p11Logout
 func p11Logout(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.Logout(uint64(h)))
 }
 
 //export p11CreateObject
 func p11CreateObject(h C.CK_SESSION_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG, ph C.CK_OBJECT_HANDLE_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	t, ok := template(tmpl, n)
 	if !ok || ph == nil {
 		return C.CKR_ARGUMENTS_BAD
@@ -334,7 +336,7 @@ func p11CreateObject(h C.CK_SESSION_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULON
 
 //export p11CopyObject
 func p11CopyObject(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG, ph C.CK_OBJECT_HANDLE_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	t, ok := template(tmpl, n)
 	if !ok || ph == nil {
 		return C.CKR_ARGUMENTS_BAD
@@ -349,13 +351,13 @@ func p11CopyObject(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.CK_ATTR
 
 //export p11DestroyObject
 func p11DestroyObject(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.DestroyObject(uint64(h), uint64(obj)))
 }
 
 //export p11GetObjectSize
 func p11GetObjectSize(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, size C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if size == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -369,7 +371,7 @@ func p11GetObjectSize(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, size C.CK_U
 
 //export p11GetAttributeValue
 func p11GetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	l, ok := ckLen(n)
 	if !ok || (tmpl == nil && l != 0) || l > 4096 {
 		return C.CKR_ARGUMENTS_BAD
@@ -415,7 +417,7 @@ func p11GetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.
 
 //export p11SetAttributeValue
 func p11SetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	t, ok := template(tmpl, n)
 	if !ok {
 		return C.CKR_ARGUMENTS_BAD
@@ -425,7 +427,7 @@ func p11SetAttributeValue(h C.CK_SESSION_HANDLE, obj C.CK_OBJECT_HANDLE, tmpl C.
 
 //export p11FindObjectsInit
 func p11FindObjectsInit(h C.CK_SESSION_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	t, ok := template(tmpl, n)
 	if !ok {
 		return C.CKR_ARGUMENTS_BAD
@@ -435,7 +437,7 @@ func p11FindObjectsInit(h C.CK_SESSION_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_U
 
 //export p11FindObjects
 func p11FindObjects(h C.CK_SESSION_HANDLE, out C.CK_OBJECT_HANDLE_PTR, max C.CK_ULONG, count C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	l, ok := ckLen(max)
 	if !ok || count == nil || (out == nil && l != 0) {
 		return C.CKR_ARGUMENTS_BAD
@@ -456,13 +458,13 @@ func p11FindObjects(h C.CK_SESSION_HANDLE, out C.CK_OBJECT_HANDLE_PTR, max C.CK_
 
 //export p11FindObjectsFinal
 func p11FindObjectsFinal(h C.CK_SESSION_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.FindObjectsFinal(uint64(h)))
 }
 
 //export p11OpInit
 func p11OpInit(h C.CK_SESSION_HANDLE, op C.int, mp C.CK_MECHANISM_PTR, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	m, r := mechanism(mp)
 	if r != C.CKR_OK {
 		return r
@@ -489,7 +491,7 @@ func p11OpInit(h C.CK_SESSION_HANDLE, op C.int, mp C.CK_MECHANISM_PTR, key C.CK_
 
 //export p11OpData
 func p11OpData(h C.CK_SESSION_HANDLE, op C.int, in C.CK_BYTE_PTR, inLen C.CK_ULONG, out C.CK_BYTE_PTR, outLen C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	data, ok := goBytes(in, inLen)
 	if !ok || outLen == nil {
 		return C.CKR_ARGUMENTS_BAD
@@ -518,7 +520,7 @@ func p11OpData(h C.CK_SESSION_HANDLE, op C.int, in C.CK_BYTE_PTR, inLen C.CK_ULO
 
 //export p11OpUpdate
 func p11OpUpdate(h C.CK_SESSION_HANDLE, op C.int, in C.CK_BYTE_PTR, inLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	data, ok := goBytes(in, inLen)
 	if !ok {
 		return C.CKR_ARGUMENTS_BAD
@@ -541,7 +543,7 @@ func p11OpUpdate(h C.CK_SESSION_HANDLE, op C.int, in C.CK_BYTE_PTR, inLen C.CK_U
 
 //export p11OpFinal
 func p11OpFinal(h C.CK_SESSION_HANDLE, op C.int, out C.CK_BYTE_PTR, outLen C.CK_ULONG_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if outLen == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -565,7 +567,7 @@ func p11OpFinal(h C.CK_SESSION_HANDLE, op C.int, out C.CK_BYTE_PTR, outLen C.CK_
 
 //export p11Verify
 func p11Verify(h C.CK_SESSION_HANDLE, in C.CK_BYTE_PTR, inLen C.CK_ULONG, sig C.CK_BYTE_PTR, sigLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	data, ok1 := goBytes(in, inLen)
 	s, ok2 := goBytes(sig, sigLen)
 	if !ok1 || !ok2 {
@@ -576,7 +578,7 @@ func p11Verify(h C.CK_SESSION_HANDLE, in C.CK_BYTE_PTR, inLen C.CK_ULONG, sig C.
 
 //export p11VerifyFinal
 func p11VerifyFinal(h C.CK_SESSION_HANDLE, sig C.CK_BYTE_PTR, sigLen C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	s, ok := goBytes(sig, sigLen)
 	if !ok {
 		return C.CKR_ARGUMENTS_BAD
@@ -586,13 +588,13 @@ func p11VerifyFinal(h C.CK_SESSION_HANDLE, sig C.CK_BYTE_PTR, sigLen C.CK_ULONG)
 
 //export p11DigestKey
 func p11DigestKey(h C.CK_SESSION_HANDLE, key C.CK_OBJECT_HANDLE) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	return rvOf(mod.DigestKey(uint64(h), uint64(key)))
 }
 
 //export p11GenerateKeyPair
 func p11GenerateKeyPair(h C.CK_SESSION_HANDLE, mp C.CK_MECHANISM_PTR, pubT C.CK_ATTRIBUTE_PTR, pubN C.CK_ULONG, privT C.CK_ATTRIBUTE_PTR, privN C.CK_ULONG, pubH, privH C.CK_OBJECT_HANDLE_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	m, r := mechanism(mp)
 	if r != C.CKR_OK {
 		return r
@@ -612,7 +614,7 @@ func p11GenerateKeyPair(h C.CK_SESSION_HANDLE, mp C.CK_MECHANISM_PTR, pubT C.CK_
 
 //export p11DeriveKey
 func p11DeriveKey(h C.CK_SESSION_HANDLE, mp C.CK_MECHANISM_PTR, base C.CK_OBJECT_HANDLE, tmpl C.CK_ATTRIBUTE_PTR, n C.CK_ULONG, ph C.CK_OBJECT_HANDLE_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	m, r := mechanism(mp)
 	if r != C.CKR_OK {
 		return r
@@ -631,7 +633,7 @@ func p11DeriveKey(h C.CK_SESSION_HANDLE, mp C.CK_MECHANISM_PTR, base C.CK_OBJECT
 
 //export p11SeedRandom
 func p11SeedRandom(h C.CK_SESSION_HANDLE, seed C.CK_BYTE_PTR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if _, ok := goBytes(seed, n); !ok {
 		return C.CKR_ARGUMENTS_BAD
 	}
@@ -643,7 +645,7 @@ func p11SeedRandom(h C.CK_SESSION_HANDLE, seed C.CK_BYTE_PTR, n C.CK_ULONG) (rv 
 
 //export p11GenerateRandom
 func p11GenerateRandom(h C.CK_SESSION_HANDLE, out C.CK_BYTE_PTR, n C.CK_ULONG) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	l, ok := ckLen(n)
 	if !ok || (out == nil && l != 0) {
 		return C.CKR_ARGUMENTS_BAD
@@ -660,7 +662,7 @@ func p11GenerateRandom(h C.CK_SESSION_HANDLE, out C.CK_BYTE_PTR, n C.CK_ULONG) (
 
 //export p11WaitForSlotEvent
 func p11WaitForSlotEvent(flags C.CK_FLAGS, slot C.CK_SLOT_ID_PTR, reserved C.CK_VOID_PTR) (rv C.CK_RV) {
-	defer guard(&rv)
+	defer guard(&rv, time.Now())
 	if slot == nil || reserved != nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
