@@ -94,10 +94,10 @@ bench: deps build
 	@echo; echo "bench: $(BENCH_OUT)/bench.md and $(BENCH_OUT)/bench.json (log: $(BENCH_OUT)/bench.log)"
 
 # The reliability tests at a bigger size (32 goroutines × 200 mixed operations under -race,
-# 1000 random removals: about 15 minutes).
+# 1000 random removals, 1000 runs against a lying card: about 20 minutes).
 soak: deps build
 	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -race -tags hwtest -count=1 -timeout 30m -run '^TestRig' -v ./p11/internal/core/
-	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -tags hwtest -count=1 -timeout 60m -run '^TestModuleRandomRemoval$$' -v ./hwtest/
+	P11CARD_RIG_REQUIRED=1 P11CARD_SOAK=1 $(GO) test -tags hwtest -count=1 -timeout 60m -run '^TestModuleRandomRemoval$$|^TestModuleHostileCard$$' -v ./hwtest/
 
 rig-up: build
 	$(BIN)/p11-card rig up --dir $(RIG_DIR)

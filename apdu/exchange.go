@@ -16,16 +16,18 @@ type Options struct {
 	Extended bool
 	// MaxResponse bounds the bytes collected over GET RESPONSE (default 1 MiB).
 	MaxResponse int
-	// MaxRounds bounds the GET RESPONSE and Le-retry rounds (default 4096).
+	// MaxRounds bounds the GET RESPONSE and Le-retry rounds (default 1024: the largest
+	// answer a card gives, 64 KiB, at 64 bytes a round).
 	MaxRounds int
 }
 
 const (
-	insGetResponse = 0xC0 // ISO/IEC 7816-4 §7.6.1 GET RESPONSE
-	claChaining    = 0x10 // ISO/IEC 7816-4 §5.1.1.1, command chaining control (b5 of CLA)
-	sw1MoreData    = 0x61 // ISO/IEC 7816-4 §5.1.3: SW2 bytes still available (GET RESPONSE)
-	sw1WrongLe     = 0x6C // ISO/IEC 7816-4 §5.1.3: wrong Le, SW2 is the exact length
-	maxLeRetries   = 2    // consecutive 6Cxx answers tolerated for one command
+	defaultMaxRounds = 1024
+	insGetResponse   = 0xC0 // ISO/IEC 7816-4 §7.6.1 GET RESPONSE
+	claChaining      = 0x10 // ISO/IEC 7816-4 §5.1.1.1, command chaining control (b5 of CLA)
+	sw1MoreData      = 0x61 // ISO/IEC 7816-4 §5.1.3: SW2 bytes still available (GET RESPONSE)
+	sw1WrongLe       = 0x6C // ISO/IEC 7816-4 §5.1.3: wrong Le, SW2 is the exact length
+	maxLeRetries     = 2    // consecutive 6Cxx answers tolerated for one command
 )
 
 // Exchange sends cmd and returns the whole answer.
@@ -48,7 +50,7 @@ func Exchange(ctx context.Context, t Transmitter, cmd Command, opt Options) (Res
 		maxResp = 1 << 20
 	}
 	if maxRounds <= 0 {
-		maxRounds = 4096
+		maxRounds = defaultMaxRounds
 	}
 	if cmd.Ne < 0 || cmd.Ne > MaxExtendedNe {
 		return Response{}, fmt.Errorf("apdu: command %02X: Ne %d out of range", cmd.INS, cmd.Ne)

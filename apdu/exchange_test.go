@@ -163,6 +163,13 @@ func TestExchangeBounds(t *testing.T) {
 			t.Fatalf("err %v after %d commands; want ErrMalformed after 11", err, len(s.sent))
 		}
 	})
+	t.Run("endless 61xx, default bound", func(t *testing.T) {
+		s := endless("AA 61FF", 2000)
+		_, err := Exchange(context.Background(), s, Command{INS: 0xCA}, Options{})
+		if !errors.Is(err, ErrMalformed) || len(s.sent) != defaultMaxRounds+1 {
+			t.Fatalf("err %v after %d commands; want ErrMalformed after %d", err, len(s.sent), defaultMaxRounds+1)
+		}
+	})
 	t.Run("endless 6Cxx", func(t *testing.T) {
 		s := endless("6C05", 100)
 		_, err := Exchange(context.Background(), s, Command{INS: 0xCA, Ne: 1}, Options{})

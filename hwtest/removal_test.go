@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -48,24 +49,7 @@ func TestModuleRandomRemoval(t *testing.T) {
 		runs = 1000
 	}
 	c := modKeys(t, pivtest.Options{})
-	data := writeFile(t, "data", []byte("removed at random"))
-	out := filepath.Join(t.TempDir(), "out")
-	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, c.PublicKey(0x9D).(*rsa.PublicKey), []byte("secret"))
-	ctFile := writeFile(t, "ct", ct)
-	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
-	spki, _ := x509.MarshalPKIXPublicKey(peer.PublicKey())
-	peerFile := writeFile(t, "peer.der", spki)
-	login := []string{"--login", "--pin", modPIN}
-	ops := [][]string{
-		{"-L"},
-		{"-O"},
-		append([]string{"-O"}, login...),
-		append([]string{"--sign", "--id", "04", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
-		append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...),
-		append([]string{"--sign", "--id", "02", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
-		append([]string{"--derive", "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", peerFile, "--output-file", out}, login...),
-		append([]string{"--decrypt", "--id", "03", "-m", "RSA-PKCS", "--input-file", ctFile, "--output-file", out}, login...),
-	}
+	ops := pivToolOps(t, c)
 	ckr := regexp.MustCompile(`CKR_[A-Z_]+`)
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -76,8 +60,6 @@ func TestModuleRandomRemoval(t *testing.T) {
 		d    time.Duration
 		name string
 	}
-	traceFile := filepath.Join(t.TempDir(), "trace")
-	callLine := regexp.MustCompile(`p11-card p11: (\w+) -> (\w+) \(([^)]+)\)`)
 	ctx := context.Background()
 	cardOK := func(run int) {
 		t.Helper()
@@ -103,42 +85,15 @@ func TestModuleRandomRemoval(t *testing.T) {
 			cancel()
 			t.Fatalf("run %d: insert: %v", run, err)
 		}
-		pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
-		start := time.Now()
-		os.Remove(traceFile)
-		cmd := toolCmd(t, pctx, "pkcs11-tool", append([]string{"--module", so}, op...)...)
-		cmd.Env = append(cmd.Env, "P11CARD_DEBUG=p11", "P11CARD_DEBUG_FILE="+traceFile)
-		o, err := cmd.CombinedOutput()
-		d := time.Since(start)
-		hung := errors.Is(pctx.Err(), context.DeadlineExceeded)
-		pcancel()
-		slowest = max(slowest, d)
 		desc := fmt.Sprintf("run %d (removal at APDU %d, pkcs11-tool %s)", run, at, strings.Join(op[:1], " "))
-		var ee *exec.ExitError
-		switch {
-		case hung:
-			t.Errorf("%s: hung for %v:\n%s", desc, d, o)
-		case errors.As(err, &ee) && ee.ProcessState != nil && !ee.Exited():
-			t.Errorf("%s: killed by a signal (%v):\n%s", desc, ee, o)
+		tr := runTraced(t, so, op)
+		tr.check(t, desc)
+		slowest = max(slowest, tr.d)
+		if tr.slowest > slowestCall.d {
+			slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 		}
-		// Every call returns within 2 s (the module's trace gives each call's duration).
-		tr, _ := os.ReadFile(traceFile)
-		calls := 0
-		for _, m := range callLine.FindAllStringSubmatch(string(tr), -1) {
-			calls++
-			if cd, err := time.ParseDuration(m[3]); err == nil {
-				if cd > slowestCall.d {
-					slowestCall.d, slowestCall.name = cd, m[1]
-				}
-				if cd > 2*time.Second {
-					t.Errorf("%s: %s took %v (%s)", desc, m[1], cd, m[2])
-				}
-			}
-		}
-		if calls == 0 && !hung {
-			t.Errorf("%s: no call in the module's trace", desc)
-		}
-		for _, code := range ckr.FindAllString(string(o), -1) {
+		o := tr.out
+		for _, code := range ckr.FindAllString(o, -1) {
 			codes[code]++
 			if !removalCKR[code] {
 				t.Errorf("%s: %s is not a code for a removed token:\n%s", desc, code, o)
@@ -158,6 +113,106 @@ func TestModuleRandomRemoval(t *testing.T) {
 	}
 	sort.Strings(dist)
 	t.Logf("%d removals at random APDUs: codes reported %v; slowest process %v, slowest call %s %v", runs, dist, slowest.Round(time.Millisecond), slowestCall.name, slowestCall.d)
+}
+
+// pivToolOps are the pkcs11-tool operations the random-fault tests pick from, on modKeys's
+// card c: listings with and without login, signatures with each key type (PIN-always 04
+// among them), ECDH and RSA decryption. ops[3] is a signature that needs a working card.
+func pivToolOps(t *testing.T, c *pivtest.Card) [][]string {
+	t.Helper()
+	data := writeFile(t, "data", []byte("faulted at random"))
+	out := filepath.Join(t.TempDir(), "out")
+	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, c.PublicKey(0x9D).(*rsa.PublicKey), []byte("secret"))
+	ctFile := writeFile(t, "ct", ct)
+	peer, _ := ecdh.P256().GenerateKey(rand.Reader)
+	spki, _ := x509.MarshalPKIXPublicKey(peer.PublicKey())
+	peerFile := writeFile(t, "peer.der", spki)
+	login := []string{"--login", "--pin", modPIN}
+	return [][]string{
+		{"-L"},
+		{"-O"},
+		append([]string{"-O"}, login...),
+		append([]string{"--sign", "--id", "04", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--sign", "--id", "02", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--derive", "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", peerFile, "--output-file", out}, login...),
+		append([]string{"--decrypt", "--id", "03", "-m", "RSA-PKCS", "--input-file", ctFile, "--output-file", out}, login...),
+	}
+}
+
+// tracedRun is one pkcs11-tool process through the module with the module's "p11" trace
+// on, which gives every call's return value and duration.
+type tracedRun struct {
+	out         string
+	d           time.Duration
+	hung        bool  // still running after 10 s, and killed
+	signal      error // ended by a signal
+	calls       int   // calls into the module
+	slow        []string
+	slowest     time.Duration
+	slowestName string
+	maxRSS      int64 // peak resident memory, KiB
+	trace       string
+}
+
+var callLine = regexp.MustCompile(`p11-card p11: (\w+) -> (\w+) \(([^)]+)\)`)
+
+// runTraced runs pkcs11-tool with op, tracing the categories in debug besides "p11".
+func runTraced(t *testing.T, so string, op []string, debug ...string) tracedRun {
+	t.Helper()
+	trace := filepath.Join(t.TempDir(), "trace")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := toolCmd(t, ctx, "pkcs11-tool", append([]string{"--module", so}, op...)...)
+	cmd.Env = append(cmd.Env, "P11CARD_DEBUG="+strings.Join(append([]string{"p11"}, debug...), ","), "P11CARD_DEBUG_FILE="+trace)
+	start := time.Now()
+	o, err := cmd.CombinedOutput()
+	r := tracedRun{out: string(o), d: time.Since(start), hung: errors.Is(ctx.Err(), context.DeadlineExceeded)}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ProcessState != nil && !ee.Exited() {
+		r.signal = ee
+	}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			r.maxRSS = ru.Maxrss
+		}
+	}
+	tr, _ := os.ReadFile(trace)
+	r.trace = string(tr)
+	for _, m := range callLine.FindAllStringSubmatch(r.trace, -1) {
+		r.calls++
+		if cd, err := time.ParseDuration(m[3]); err == nil {
+			if cd > r.slowest {
+				r.slowest, r.slowestName = cd, m[1]
+			}
+			if cd > 2*time.Second {
+				r.slow = append(r.slow, fmt.Sprintf("%s took %v (%s)", m[1], cd, m[2]))
+			}
+		}
+	}
+	return r
+}
+
+// check fails t if the process hung, died of a signal or a Go panic, made a call that took
+// over 2 s, or made no call at all.
+func (r tracedRun) check(t *testing.T, desc string) {
+	t.Helper()
+	switch {
+	case r.hung:
+		tail := strings.Split(strings.TrimSpace(r.trace), "\n")
+		tail = tail[max(0, len(tail)-12):]
+		t.Errorf("%s: hung for %v:\n%s\nthe trace ends:\n%s", desc, r.d, r.out, strings.Join(tail, "\n"))
+	case r.signal != nil:
+		t.Errorf("%s: killed by a signal (%v):\n%s", desc, r.signal, r.out)
+	case r.calls == 0:
+		t.Errorf("%s: no call in the module's trace:\n%s", desc, r.out)
+	}
+	for _, s := range r.slow {
+		t.Errorf("%s: %s", desc, s)
+	}
+	if strings.Contains(r.out, "internal error") || strings.Contains(r.out, "goroutine ") {
+		t.Errorf("%s: the module panicked:\n%s", desc, r.out)
+	}
 }
 
 // TestModuleTraceHasNoPIN runs pkcs11-tool through the module with every trace category on:

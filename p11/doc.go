@@ -36,6 +36,13 @@
 //   - CKF_LIBRARY_CANT_CREATE_OS_THREADS is accepted (the runtime's threads predate
 //     C_Initialize); application mutex callbacks are accepted only with
 //     CKF_OS_LOCKING_OK (CKR_CANT_LOCK otherwise): we lock with Go primitives.
+//   - The SO is the card's administrator (a PIV card's management key): an SO session
+//     writes certificates and data objects and generates or imports key pairs, the one
+//     private object the SO may create. The private key of a pair the SO generates is
+//     still a private object, which an SO session may not see: its handle answers
+//     CKR_OBJECT_HANDLE_INVALID (pkcs11-tool warns that it cannot read its attributes)
+//     and dies with the SO's logout; the user, logged in, finds it by CKA_ID. ykcs11 shows
+//     private keys to the SO; PKCS #11 does not.
 //   - The 3.0 message-based functions answer CKR_FUNCTION_NOT_SUPPORTED, as do
 //     C_InitToken, C_GenerateKey, C_WrapKey, C_UnwrapKey, the dual-function updates and
 //     operation state; C_GetFunctionStatus and C_CancelFunction answer

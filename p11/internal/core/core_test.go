@@ -717,6 +717,41 @@ func TestGenerateKeyPairAndRandom(t *testing.T) {
 	}
 }
 
+// The SO (a PIV card's management key) generates key pairs, but the private key is a private
+// token object, which an SO session may not see (pkcs11-usage.md §3.3): its handle answers
+// CKR_OBJECT_HANDLE_INVALID and C_FindObjects skips it. Like every handle to a private
+// object it dies with the login (PKCS #11 2.40 §2.4: a handle lasts while the object is
+// accessible); the user, logged in, finds the key and signs with it.
+func TestSOGeneratesKeyPairItCannotSee(t *testing.T) {
+	m, _, _ := setup(t)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
+	wantRV(t, m.Login(s, CKU_SO, []byte("12345678")), CKR_OK)
+	ecParamsP256, _ := asn1.Marshal(oidP256)
+	ph, qh, err := m.GenerateKeyPair(s, Mechanism{Type: CKM_EC_KEY_PAIR_GEN}, []Attr{{CKA_EC_PARAMS, ecParamsP256}, {CKA_ID, []byte{6}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.GetAttributeValue(s, ph, []uint64{CKA_ID}); err != nil {
+		t.Errorf("the SO reads the public key: %v", err)
+	}
+	_, err = m.GetAttributeValue(s, qh, []uint64{CKA_ID})
+	wantRV(t, err, CKR_OBJECT_HANDLE_INVALID)
+	wantRV(t, m.FindObjectsInit(s, []Attr{{CKA_CLASS, EncodeULong(CKO_PRIVATE_KEY)}}), CKR_OK)
+	if got, _ := m.FindObjects(s, 10); len(got) != 0 {
+		t.Errorf("the SO finds %d private keys", len(got))
+	}
+	wantRV(t, m.FindObjectsFinal(s), CKR_OK)
+	wantRV(t, m.Logout(s), CKR_OK)
+	login(t, m, s)
+	_, err = m.GetAttributeValue(s, qh, []uint64{CKA_ID})
+	wantRV(t, err, CKR_OBJECT_HANDLE_INVALID)
+	k := find1(t, m, s, CKO_PRIVATE_KEY, 6)
+	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_ECDSA_SHA256}, k), CKR_OK)
+	if _, err := m.Sign(s, []byte("m"), 64); err != nil {
+		t.Errorf("sign with the SO's key: %v", err)
+	}
+}
+
 func TestRemoval(t *testing.T) {
 	m, src, c := setup(t)
 	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)

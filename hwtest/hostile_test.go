@@ -1,0 +1,249 @@
+//go:build hwtest
+
+package hwtest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
+	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/cards/vcard"
+	"github.com/p11-card/p11-card/hwtest/rig"
+)
+
+// hostileRates are the shares of lying responses a run picks from: a card that fails now
+// and then, often, mostly, always.
+var hostileRates = []float64{0.02, 0.08, 0.25, 1}
+
+// TestModuleHostileCard drives random pkcs11-tool operations through the module against a
+// virtual PIV card and a virtual OpenPGP card whose responses lie (vcard.WithHostile:
+// random bytes, truncation, flipped bytes, huge BER lengths, endless 61xx, wrong 6Cxx,
+// random status words, replays), 120 runs (P11CARD_SOAK=1: 1000). No process dies of a
+// signal or a panic, none runs 10 s, no call takes 2 s, every code is one the module
+// names (never CKR_GENERAL_ERROR, its panic code), the peak resident memory of the process
+// stays within 32 MiB of the same operations on an honest card, no wrong PIN reaches the
+// PIV card, and every 25 runs the honest card signs.
+func TestModuleHostileCard(t *testing.T) {
+	r := testRig(t)
+	so, _ := modBuild(t)
+	needTool(t, "pkcs11-tool")
+	runs := 120
+	if os.Getenv("P11CARD_SOAK") == "1" {
+		runs = 1000
+	}
+	if s := os.Getenv("P11CARD_HOSTILE_RUNS"); s != "" {
+		fmt.Sscan(s, &runs)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("P11CARD_HOSTILE_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("seed %d (P11CARD_HOSTILE_SEED repeats the run)", seed)
+	rng := mrand.New(mrand.NewPCG(seed, 1))
+
+	t.Cleanup(func() {
+		if r.Present(0) {
+			removeCard(t, r)
+		}
+	})
+	piv := modKeys(t, pivtest.Options{})
+	pgp, decKey := hostilePGPCard(t)
+	families := []struct {
+		name   string
+		card   vcard.Card
+		ops    [][]string
+		sign   []string // an operation the honest card must do
+		share  int      // runs of every 3
+		checks func(run int)
+	}{
+		{name: "PIV", card: piv, ops: pivToolOps(t, piv), share: 2, checks: func(run int) {
+			if pin, _ := piv.Retries(); pin != 3 {
+				t.Errorf("run %d: the PIV PIN has %d tries left: a wrong PIN reached the card", run, pin)
+				piv.SetTries(3, 3)
+			}
+		}},
+		{name: "OpenPGP", card: pgp, ops: pgpToolOps(t, decKey), share: 1, checks: func(run int) {
+			// A lie about the KDF data object (OpenPGP card 3.4 §4.3.2) makes any
+			// driver hash the PIN the card asked for: the card counts a wrong PIN.
+			if s := pgp.Snapshot(); s.PW1Tries != 3 {
+				t.Logf("run %d: the OpenPGP PW1 has %d tries left (a lying KDF-DO); reset", run, s.PW1Tries)
+				pgp.SetState(func(s *pgptest.State) { s.PW1Tries = 3 })
+			}
+		}},
+	}
+	families[0].sign = families[0].ops[3]
+	families[1].sign = families[1].ops[3]
+
+	// The honest card's figures: the memory bound and the baseline every run is held to.
+	var honestRSS int64
+	for _, f := range families {
+		insertCard(t, r, f.card)
+		for _, op := range f.ops {
+			tr := runTraced(t, so, op)
+			tr.check(t, f.name+" honest "+op[0])
+			if tr.signal != nil || tr.hung || strings.Contains(tr.out, "error:") {
+				t.Fatalf("%s: pkcs11-tool %s fails on the honest card:\n%s", f.name, strings.Join(op, " "), tr.out)
+			}
+			honestRSS = max(honestRSS, tr.maxRSS)
+		}
+		removeCard(t, r)
+	}
+	const slackKiB = 32 << 10
+	t.Logf("honest card: peak resident memory %d KiB", honestRSS)
+
+	ckr := regexp.MustCompile(`CKR_[A-Z_0-9x]+`)
+	codes := map[string]int{}
+	mangled := map[string]int{}
+	var maxRSS int64
+	var slowestCall struct {
+		d    time.Duration
+		name string
+	}
+	responses, lies := 0, 0
+	for fi, f := range families {
+		n := runs * f.share / 3
+		if fi == len(families)-1 {
+			n = runs - runs*families[0].share/3
+		}
+		h := &vcard.Hostile{}
+		// The last responses, as the card's side saw them, for a run that hangs.
+		seen := &vcard.Log{Max: 8}
+		hostile := vcard.WithLog(vcard.WithHostile(f.card, h), seen)
+		insertCard(t, r, hostile)
+		for run := 1; run <= n; run++ {
+			op := f.ops[rng.IntN(len(f.ops))]
+			rate := hostileRates[rng.IntN(len(hostileRates))]
+			runSeed := rng.Uint64()
+			h.Set(func(h *vcard.Hostile) { h.Seed, h.Rate = runSeed, rate })
+			desc := fmt.Sprintf("%s run %d (lying rate %v, card seed %d, pkcs11-tool %s)", f.name, run, rate, runSeed, op[0])
+			tr := runTraced(t, so, op, "apdu", "pcsc")
+			tr.check(t, desc)
+			if tr.hung {
+				// The card is stuck behind the call that hangs: the runs after it would hang too.
+				t.Fatalf("the last exchanges the card saw:\n%s", hostileTail(seen))
+			}
+			maxRSS = max(maxRSS, tr.maxRSS)
+			if tr.maxRSS > honestRSS+slackKiB {
+				t.Errorf("%s: peak resident memory %d KiB, the honest card's %d KiB", desc, tr.maxRSS, honestRSS)
+			}
+			if tr.slowest > slowestCall.d {
+				slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
+			}
+			for _, code := range ckr.FindAllString(tr.out, -1) {
+				codes[code]++
+				if code == "CKR_GENERAL_ERROR" || strings.HasPrefix(code, "CKR_0x") {
+					t.Errorf("%s: %s:\n%s", desc, code, tr.out)
+				}
+			}
+			if run%25 == 0 || run == n {
+				removeCard(t, r)
+				f.checks(run)
+				insertCard(t, r, f.card)
+				if tr := runTraced(t, so, f.sign); tr.signal != nil || tr.hung || strings.Contains(tr.out, "error:") {
+					t.Errorf("%s run %d: the honest card does not sign after the hostile runs:\n%s", f.name, run, tr.out)
+				}
+				removeCard(t, r)
+				if run < n {
+					insertCard(t, r, hostile)
+				}
+			}
+		}
+		responses += h.Responses()
+		lies += h.Mangled()
+		for k, v := range h.Counts() {
+			mangled[k] += v
+		}
+	}
+	t.Logf("%d runs: %d of %d responses lied (%s); codes reported %s; peak resident memory %d KiB (honest %d KiB); slowest call %s %v",
+		runs, lies, responses, joinCounts(mangled), joinCounts(codes), maxRSS, honestRSS, slowestCall.name, slowestCall.d)
+}
+
+// hostilePGPCard is a virtual OpenPGP card with an RSA-2048 signature key (ID 01), an
+// RSA-2048 decryption key (02, returned) and a P-256 authentication key (03).
+func hostilePGPCard(t *testing.T) (*pgptest.Card, *rsa.PublicKey) {
+	t.Helper()
+	c, err := pgptest.New(pgptest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := rsa.GenerateKey(rand.Reader, 2048)
+	dec, _ := rsa.GenerateKey(rand.Reader, 2048)
+	aut, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for i, k := range []crypto.PrivateKey{sig, dec, aut} {
+		if err := c.PutKey(i, k, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, &dec.PublicKey
+}
+
+// pgpToolOps are the pkcs11-tool operations on hostilePGPCard's card; ops[3] is a
+// signature with the SIG key.
+func pgpToolOps(t *testing.T, dec *rsa.PublicKey) [][]string {
+	t.Helper()
+	data := writeFile(t, "data", []byte("lied to at random"))
+	out := filepath.Join(t.TempDir(), "out")
+	c, _ := rsa.EncryptPKCS1v15(rand.Reader, dec, []byte("secret"))
+	ct := writeFile(t, "ct", c)
+	login := []string{"--login", "--pin", modPIN}
+	return [][]string{
+		{"-L"},
+		{"-O"},
+		append([]string{"-O"}, login...),
+		append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--sign", "--id", "03", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...),
+		append([]string{"--decrypt", "--id", "02", "-m", "RSA-PKCS", "--input-file", ct, "--output-file", out}, login...),
+	}
+}
+
+func insertCard(t *testing.T, r *rig.Rig, c vcard.Card) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Insert(ctx, 0, c); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+}
+
+func removeCard(t *testing.T, r *rig.Rig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Remove(ctx, 0); err != nil {
+		t.Fatalf("remove: %v", err)
+	}
+}
+
+// hostileTail describes the exchanges in l: each command and the length and start of the
+// response.
+func hostileTail(l *vcard.Log) string {
+	var b strings.Builder
+	for _, e := range l.Entries() {
+		head := e.Resp[:min(len(e.Resp), 24)]
+		fmt.Fprintf(&b, "  %X -> %d bytes %X…%X\n", e.Cmd[:min(len(e.Cmd), 12)], len(e.Resp), head, e.Resp[max(0, len(e.Resp)-2):])
+	}
+	return b.String()
+}
+
+func joinCounts(m map[string]int) string {
+	var s []string
+	for k, v := range m {
+		s = append(s, fmt.Sprintf("%s %d", k, v))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
