@@ -140,7 +140,7 @@ func pivToolOps(t *testing.T, c *pivtest.Card) [][]string {
 	}
 }
 
-// tracedRun is one pkcs11-tool process through the module with the module's "p11" trace
+// tracedRun is one client process through the module with the module's "p11" trace
 // on, which gives every call's return value and duration.
 type tracedRun struct {
 	out         string
@@ -160,10 +160,17 @@ var callLine = regexp.MustCompile(`p11-card p11: (\w+) -> (\w+) \(([^)]+)\)`)
 // runTraced runs pkcs11-tool with op, tracing the categories in debug besides "p11".
 func runTraced(t *testing.T, so string, op []string, debug ...string) tracedRun {
 	t.Helper()
+	return runTracedProg(t, "pkcs11-tool", append([]string{"--module", so}, op...), debug...)
+}
+
+// runTracedProg is runTraced for any client program (a name in PATH or a path) that loads
+// the module.
+func runTracedProg(t *testing.T, prog string, args []string, debug ...string) tracedRun {
+	t.Helper()
 	trace := filepath.Join(t.TempDir(), "trace")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := toolCmd(t, ctx, "pkcs11-tool", append([]string{"--module", so}, op...)...)
+	cmd := toolCmd(t, ctx, prog, args...)
 	cmd.Env = append(cmd.Env, "P11CARD_DEBUG="+strings.Join(append([]string{"p11"}, debug...), ","), "P11CARD_DEBUG_FILE="+trace)
 	start := time.Now()
 	o, err := cmd.CombinedOutput()

@@ -101,7 +101,7 @@ func p11GetSlotList(present C.CK_BBOOL, list C.CK_SLOT_ID_PTR, count C.CK_ULONG_
 	if count == nil {
 		return C.CKR_ARGUMENTS_BAD
 	}
-	ids, err := mod.SlotList(present != 0)
+	ids, err := mod.SlotList(present != 0, list == nil)
 	if err != nil {
 		return rvOf(err)
 	}

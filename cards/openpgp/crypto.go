@@ -169,6 +169,10 @@ func (t *Token) Decrypt(ctx context.Context, id []byte, scheme cards.DecryptSche
 	if err != nil {
 		return nil, opErr("decrypt", err)
 	}
+	// PKCS#1 v1.5 padding takes 11 bytes at least (RFC 8017 §7.2.2).
+	if len(out) > n-11 {
+		return nil, fmt.Errorf("%w: openpgp: plaintext of %d bytes from RSA %d", cards.ErrBadCard, len(out), a.Bits)
+	}
 	return out, nil
 }
 

@@ -914,3 +914,32 @@ func TestP521(t *testing.T) {
 		t.Fatal("P-521 signature does not verify")
 	}
 }
+
+// overDecipher answers PSO:DECIPHER with more plaintext than any RSA key of the card holds.
+type overDecipher struct{ vcard.Card }
+
+func (c overDecipher) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) >= 4 && cmd[1] == 0x2A && cmd[2] == 0x80 && cmd[3] == 0x86 {
+		return append(bytes.Repeat([]byte{0x41}, 250), 0x90, 0x00), nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+// A plaintext longer than PKCS#1 v1.5 leaves room for (k-11 bytes) is the card's lie:
+// cards.ErrBadCard, not data for the application.
+func TestDecryptTooLong(t *testing.T) {
+	card := pgptest.MustNew(pgptest.Options{})
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if err := card.PutKey(1, rk, nil); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := openpgp.Driver{}.Open(ctx, pgptest.NewConn(overDecipher{card}), card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, _ := rsa.EncryptPKCS1v15(rand.Reader, &rk.PublicKey, []byte("secret"))
+	pt, err := tok.Decrypt(ctx, []byte{2}, cards.DecryptRSAPKCS1, ct, &cards.Auth{PIN: []byte("123456")})
+	if !errors.Is(err, cards.ErrBadCard) {
+		t.Fatalf("250 bytes of plaintext from a 2048-bit key: %d bytes, %v", len(pt), err)
+	}
+}

@@ -84,12 +84,12 @@ func login(t testing.TB, m *Module, s uint64) {
 
 func TestInitializeFinalize(t *testing.T) {
 	m := New(Options{})
-	_, err := m.SlotList(false)
+	_, err := m.SlotList(false, false)
 	wantRV(t, err, CKR_CRYPTOKI_NOT_INITIALIZED)
 	wantRV(t, m.Finalize(), CKR_CRYPTOKI_NOT_INITIALIZED)
 	wantRV(t, m.Initialize(), CKR_OK)
 	wantRV(t, m.Initialize(), CKR_CRYPTOKI_ALREADY_INITIALIZED)
-	ids, err := m.SlotList(false)
+	ids, err := m.SlotList(false, false)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("no source: slots %v, %v", ids, err)
 	}
@@ -100,7 +100,7 @@ func TestInitializeFinalize(t *testing.T) {
 
 func TestSlotsAndTokenInfo(t *testing.T) {
 	m, src, c := setup(t)
-	ids, _ := m.SlotList(true)
+	ids, _ := m.SlotList(true, false)
 	if len(ids) != 1 || ids[0] != 1 {
 		t.Fatalf("slots %v", ids)
 	}
@@ -140,8 +140,8 @@ func TestSlotsAndTokenInfo(t *testing.T) {
 	}
 	wantRV(t, m.Login(s, CKU_USER, []byte("123456")), CKR_PIN_LOCKED)
 	src.remove()
-	ids, _ = m.SlotList(true)
-	all, _ := m.SlotList(false)
+	ids, _ = m.SlotList(true, false)
+	all, _ := m.SlotList(false, false)
 	if len(ids) != 0 || len(all) != 1 {
 		t.Fatalf("after removal: present %v all %v", ids, all)
 	}
@@ -722,6 +722,45 @@ func TestGenerateKeyPairAndRandom(t *testing.T) {
 // CKR_OBJECT_HANDLE_INVALID and C_FindObjects skips it. Like every handle to a private
 // object it dies with the login (PKCS #11 2.40 §2.4: a handle lasts while the object is
 // accessible); the user, logged in, finds the key and signs with it.
+// A size query for the slots with a token and the listing after it agree even when the
+// rescan of a later call would bind a card whose first bind failed (a card that misread):
+// the listing answers from the size query's view; the next size query rescans.
+func TestSlotListAgreesWithItsSizeQuery(t *testing.T) {
+	src := newFakeSource()
+	m := newApp(t, src)
+	c := newFakeCard(t)
+	rescans := func() int {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.rescans
+	}
+	src.mu.Lock()
+	src.rescans = 0
+	src.onRescan = func(n int) {
+		if n == 2 {
+			src.insert(c) // the retried bind works
+		}
+	}
+	src.mu.Unlock()
+	if ids, _ := m.SlotList(true, true); len(ids) != 0 {
+		t.Fatalf("size query: %v", ids)
+	}
+	if ids, _ := m.SlotList(true, false); len(ids) != 0 {
+		t.Fatalf("the listing after the size query: %v, want what it counted", ids)
+	}
+	if ids, _ := m.SlotList(true, true); len(ids) != 1 {
+		t.Fatalf("the next size query: %v", ids)
+	}
+	if ids, _ := m.SlotList(true, false); len(ids) != 1 {
+		t.Fatalf("its listing: %v", ids)
+	}
+	n := rescans()
+	m.SlotList(true, false)
+	if rescans() != n+1 {
+		t.Errorf("a listing without a size query before it did not rescan")
+	}
+}
+
 func TestSOGeneratesKeyPairItCannotSee(t *testing.T) {
 	m, _, _ := setup(t)
 	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)

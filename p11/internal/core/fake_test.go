@@ -405,6 +405,9 @@ type fakeSource struct {
 	closed  bool
 	pinPad  bool
 	gen     *uint64 // shared across sources so generations stay unique
+	// rescans counts Rescan calls; onRescan, when set, runs in each (a bind retried).
+	rescans  int
+	onRescan func(n int)
 }
 
 var genCounter uint64
@@ -457,7 +460,16 @@ func (f *fakeSource) Slot(id uint64) (slotmgr.SlotInfo, bool) {
 	defer f.mu.Unlock()
 	return f.slot, id == f.slot.ID
 }
-func (f *fakeSource) Rescan(context.Context) error { return nil }
+func (f *fakeSource) Rescan(context.Context) error {
+	f.mu.Lock()
+	f.rescans++
+	n, fn := f.rescans, f.onRescan
+	f.mu.Unlock()
+	if fn != nil {
+		fn(n)
+	}
+	return nil
+}
 func (f *fakeSource) WaitChange(ctx context.Context, since uint64) (uint64, error) {
 	for {
 		f.mu.Lock()

@@ -56,6 +56,8 @@ type Module struct {
 	waitCounter uint64
 
 	next atomic.Uint64 // handle counter shared by sessions and objects (never 0)
+	// sizeQueried: the last C_GetSlotList was a size query (SlotList).
+	sizeQueried atomic.Bool
 }
 
 // New returns an uninitialised module.

@@ -64,7 +64,7 @@ func TestRigMixedThreads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Finalize()
-	slots, err := m.SlotList(true)
+	slots, err := m.SlotList(true, false)
 	if err != nil || len(slots) != 2 {
 		t.Fatalf("slots with a token: %v %v", slots, err)
 	}
@@ -279,7 +279,7 @@ var mixedOps = []mixedOp{
 		return err
 	}},
 	{"session", func(m *Module, _ uint64, _ *pivtest.Card, _ *mrand.Rand) error {
-		slots, err := m.SlotList(true)
+		slots, err := m.SlotList(true, false)
 		if err != nil {
 			return err
 		}

@@ -52,14 +52,24 @@ func (ts *tokenState) gone(src SlotSource) bool {
 	return !ok || !cur.Present || cur.Gen != ts.gen
 }
 
-// SlotList lists slot IDs: all readers, or only those with a token.
-func (m *Module) SlotList(tokenPresent bool) ([]uint64, error) {
+// SlotList lists slot IDs: all readers, or only those with a token. sizeQuery says the
+// application passed no buffer.
+func (m *Module) SlotList(tokenPresent, sizeQuery bool) ([]uint64, error) {
 	src, ctx, err := m.state()
 	if err != nil {
 		return nil, err
 	}
-	if err := src.Rescan(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		logf("rescan: %v", err) // pcscd down: no slots, not an error
+	// A size query looks at the readers again, which retries binds that failed. The
+	// listing that follows it answers from the same view, so that count and list agree
+	// unless a card came or went in between (then CKR_BUFFER_TOO_SMALL, PKCS #11 2.40
+	// §5.5); a listing with no size query before it looks again itself.
+	if sizeQuery || !m.sizeQueried.Swap(false) {
+		if err := src.Rescan(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			logf("rescan: %v", err) // pcscd down: no slots, not an error
+		}
+	}
+	if sizeQuery {
+		m.sizeQueried.Store(true)
 	}
 	var ids []uint64
 	for _, s := range src.Slots() {
