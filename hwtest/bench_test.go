@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -443,12 +444,17 @@ func fileSize(p string) int64 {
 
 // pcscdCalls counts the calls in pcscd's debug log from offset at on, by name.
 func pcscdCalls(p string, at int64) map[string]int {
-	b, _ := os.ReadFile(p)
 	hist := map[string]int{}
-	if at > int64(len(b)) {
+	f, err := os.Open(p)
+	if err != nil {
 		return hist
 	}
-	for _, l := range strings.Split(string(b[at:]), "\n") {
+	defer f.Close()
+	if _, err := f.Seek(at, io.SeekStart); err != nil {
+		return hist
+	}
+	b, _ := io.ReadAll(f)
+	for _, l := range strings.Split(string(b), "\n") {
 		if _, rest, ok := strings.Cut(l, "Received command: "); ok {
 			hist[strings.Fields(rest)[0]]++
 		}

@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
 	"github.com/p11-card/p11-card/hwtest/rig"
 )
@@ -60,7 +59,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "hwtest: rig up in %v at %s\n", time.Since(start).Round(time.Millisecond), sharedRig.Socket())
 		}
 	}
-	code := pivtest.RunWithPrivateJournals(m) // the module's processes inherit the directory
+	code := vcard.RunWithPrivateJournals(m) // the module's processes inherit the directory
 	if sharedRig != nil {
 		sharedRig.Stop()
 	}

@@ -83,6 +83,7 @@ func (d Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token
 		}
 		return nil, err
 	}
+	t.journal = cards.OpenJournal("openpgp", t.Info().Serial)
 	return t, nil
 }
 
@@ -137,8 +138,11 @@ func (t *Token) getData(ctx context.Context, tag apdu.Tag) ([]byte, error) {
 	return apdu.Do(ctx, t.conn, apdu.Command{INS: insGetData, P1: byte(tag >> 8), P2: byte(tag), Ne: ne}, t.opt)
 }
 
+// putData writes a data object; whether or not the card took it, other applications hear
+// that the card may have changed.
 func (t *Token) putData(ctx context.Context, tag apdu.Tag, v []byte) error {
 	_, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insPutData, P1: byte(tag >> 8), P2: byte(tag), Data: v}, t.opt)
+	t.noteWrite()
 	return err
 }
 

@@ -943,3 +943,44 @@ func TestDecryptTooLong(t *testing.T) {
 		t.Fatalf("250 bytes of plaintext from a 2048-bit key: %d bytes, %v", len(pt), err)
 	}
 }
+
+// TestJournalAcrossApplications: two tokens over one card stand for two processes. A
+// certificate one writes shows in the other's next listing (cards.Journal); a listing
+// with nothing changed stays free of APDUs.
+func TestJournalAcrossApplications(t *testing.T) {
+	der := selfSigned(t)
+	a := open(t, pgptest.ModeYubiKey)
+	bLog := &vcard.Log{}
+	b, err := openpgp.Driver{}.Open(ctx, pgptest.NewConn(vcard.WithLog(a.card, bLog)), a.card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := func(tok cards.Token) int {
+		t.Helper()
+		objs, err := tok.Objects(ctx, cards.Filter{Kind: cards.KindCertificate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(objs)
+	}
+	if n := certs(b); n != 0 {
+		t.Fatalf("%d certificates on a new card", n)
+	}
+	if n0 := bLog.Count(); certs(b) != 0 || bLog.Count() != n0 {
+		t.Fatalf("a second listing sent %d APDUs", bLog.Count()-n0)
+	}
+	a.loginSO(t)
+	if err := a.tok.WriteCertificate(ctx, []byte{1}, der); err != nil {
+		t.Fatal(err)
+	}
+	n0 := bLog.Count()
+	if n := certs(b); n != 1 {
+		t.Fatalf("the other application lists %d certificates after the write, want 1", n)
+	}
+	if bLog.Count() == n0 {
+		t.Error("the other application did not read the card again")
+	}
+	if n0 := bLog.Count(); certs(b) != 1 || bLog.Count() != n0 {
+		t.Errorf("after the re-read: %d APDUs", bLog.Count()-n0)
+	}
+}

@@ -148,6 +148,7 @@ func (t *Token) GenerateKey(ctx context.Context, spec cards.KeyGenSpec) (cards.O
 		return cards.Object{}, err
 	}
 	b, err := t.do(ctx, apdu.Command{INS: insGenerate, P1: 0x80, Data: []byte{k.crt(), 0}})
+	t.noteWrite()
 	if err != nil {
 		return cards.Object{}, opErr("generate "+k.String(), err)
 	}
@@ -204,7 +205,9 @@ func (t *Token) ImportKey(ctx context.Context, spec cards.KeyGenSpec, key crypto
 	if err := t.setPolicies(ctx, k, spec); err != nil {
 		return err
 	}
-	if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insPutDataOdd, P1: 0x3F, P2: 0xFF, Data: ehl}, t.opt); err != nil {
+	_, err = apdu.Do(ctx, t.conn, apdu.Command{INS: insPutDataOdd, P1: 0x3F, P2: 0xFF, Data: ehl}, t.opt)
+	t.noteWrite()
+	if err != nil {
 		return opErr("import "+k.String(), err)
 	}
 	if err := t.storeIdentity(ctx, k, pub, attr); err != nil {
@@ -379,6 +382,7 @@ func (t *Token) FactoryReset(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	t.noteWrite()
 	if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insTerminate}, t.opt); err != nil {
 		return opErr("terminate", err)
 	}

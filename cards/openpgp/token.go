@@ -23,6 +23,11 @@ type Token struct {
 	kdfLoaded bool
 
 	keys [3]keyCache
+
+	// journal tells of changes other processes made to the card (nil: off); stale says
+	// one came before a write of ours, so what is cached is read again at the next begin.
+	journal *cards.Journal
+	stale   bool
 }
 
 type keyCache struct {
@@ -52,7 +57,35 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 			return nil, err
 		}
 	}
+	if t.syncJournal(); t.stale {
+		if err := t.readAppData(ctx); err != nil {
+			unlock()
+			return nil, err
+		}
+		t.stale = false
+	}
 	return unlock, nil
+}
+
+// syncJournal drops the cached keys and certificates when another application changed the
+// card since we last looked (cards.Journal); the next begin reads DO 6E again.
+func (t *Token) syncJournal() {
+	if t.journal.Changed() {
+		trace.Printf("openpgp", "openpgp: another application changed the card: reading its data again")
+		t.keys = [3]keyCache{}
+		t.kdfLoaded = false
+		t.stale = true
+	}
+}
+
+// noteWrite tells other applications that this one changed the card (cards.Journal); when
+// one of them did so first, what this token knows is read again at the next begin.
+func (t *Token) noteWrite() {
+	if t.journal.Note() {
+		t.keys = [3]keyCache{}
+		t.kdfLoaded = false
+		t.stale = true
+	}
 }
 
 // Info implements cards.Token.
@@ -239,6 +272,7 @@ func (t *Token) loadCert(ctx context.Context, k KeyRef) ([]byte, error) {
 // (CKA_ID 01 SIG, 02 DEC, 03 AUT) and the certificate where one is stored. Public keys
 // come from the card (GENERATE ASYMMETRIC KEY PAIR 81), read once per insertion.
 func (t *Token) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, error) {
+	t.syncJournal()
 	var unlock func()
 	defer func() {
 		if unlock != nil {

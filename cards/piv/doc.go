@@ -123,6 +123,7 @@
 // No secure messaging or VCI (contactless PIV), no biometric (match-on-card) PIN policies, no
 // PIN-derived management keys (the deprecated salt in admin data), no writing of data
 // containers (only deleting), no brainpool curves, no card-side PKCS#1 unpadding. Objects
-// are cached per insertion: what another process writes meanwhile shows after the card
+// are cached per insertion: what another process using these drivers writes shows at the
+// next look (cards.Journal); what other programs write (yubico-piv-tool), after the card
 // is bound again.
 package piv

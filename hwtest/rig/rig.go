@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -53,6 +54,13 @@ type Rig struct {
 	names                       []string // reader names, by index
 	pairNames                   []string
 	ports                       []int // vpcd base port, by pair
+
+	// calls is ClientCalls' count and how far into the log it has read.
+	calls struct {
+		sync.Mutex
+		off int64
+		n   int
+	}
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -412,16 +420,31 @@ func (r *Rig) LogPath() string { return r.logPath }
 // ClientCalls is the number of PC/SC calls clients have made to pcscd so far (each
 // SCardTransmit, SCardGetStatusChange, SCardBeginTransaction, … that reached it), from
 // pcscd's debug log: -1 without Options.Debug. The difference across a client's run is
-// what that client cost pcscd, however it loaded libpcsclite.
+// what that client cost pcscd, however it loaded libpcsclite. Each call reads only what
+// the log gained since the last.
 func (r *Rig) ClientCalls() int {
 	if !r.debug {
 		return -1
 	}
-	b, err := os.ReadFile(r.logPath)
+	r.calls.Lock()
+	defer r.calls.Unlock()
+	f, err := os.Open(r.logPath)
 	if err != nil {
 		return -1
 	}
-	return bytes.Count(b, []byte("Received command: "))
+	defer f.Close()
+	if _, err := f.Seek(r.calls.off, io.SeekStart); err != nil {
+		return -1
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return -1
+	}
+	// Whole lines only: pcscd may be writing the last one.
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
+	r.calls.n += bytes.Count(b, []byte("Received command: "))
+	r.calls.off += int64(len(b))
+	return r.calls.n
 }
 
 // Readers is the number of readers.

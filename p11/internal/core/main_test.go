@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/cards/vcard"
 )
 
-func TestMain(m *testing.M) { os.Exit(pivtest.RunWithPrivateJournals(m)) }
+func TestMain(m *testing.M) { os.Exit(vcard.RunWithPrivateJournals(m)) }
