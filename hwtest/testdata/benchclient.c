@@ -12,6 +12,10 @@
  *                                      the first two tokens: T=1 one thread alternating
  *                                      between them, T=2 a thread per token; prints
  *                                      "pair NS" for all N
+ *   benchclient bare READER N HEX...   connects to READER through libpcsclite and sends
+ *                                      the APDUs HEX... in one transaction, N times;
+ *                                      prints "bare NS" per round: what the module's
+ *                                      C_Sign is held against
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <winscard.h>
 #include "pkcs11.h"
 
 static CK_FUNCTION_LIST *load(const char *path) {
@@ -135,6 +140,47 @@ static int wait_events(CK_FUNCTION_LIST *f) {
 	}
 }
 
+static int unhex(const char *h, BYTE *out, DWORD max) {
+	DWORD n = 0;
+	for (; h[0] && h[1] && n < max; h += 2) {
+		unsigned v;
+		if (sscanf(h, "%2x", &v) != 1) return -1;
+		out[n++] = (BYTE)v;
+	}
+	return h[0] ? -1 : (int)n;
+}
+
+static int bare(const char *reader, int runs, int napdus, char **hex) {
+	SCARDCONTEXT ctx;
+	SCARDHANDLE card;
+	DWORD proto;
+	if (SCardEstablishContext(SCARD_SCOPE_SYSTEM, NULL, NULL, &ctx) != SCARD_S_SUCCESS) { fprintf(stderr, "no context\n"); return 1; }
+	if (SCardConnect(ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card, &proto) != SCARD_S_SUCCESS) {
+		fprintf(stderr, "cannot connect to %s\n", reader);
+		return 1;
+	}
+	const SCARD_IO_REQUEST *pci = proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+	static BYTE cmds[16][4096];
+	int lens[16];
+	if (napdus > 16) napdus = 16;
+	for (int i = 0; i < napdus; i++)
+		if ((lens[i] = unhex(hex[i], cmds[i], sizeof cmds[i])) < 0) { fprintf(stderr, "bad hex %s\n", hex[i]); return 2; }
+	for (int r = 0; r < runs; r++) {
+		long long t0 = now();
+		if (SCardBeginTransaction(card) != SCARD_S_SUCCESS) { fprintf(stderr, "SCardBeginTransaction failed\n"); return 1; }
+		for (int i = 0; i < napdus; i++) {
+			BYTE resp[65538];
+			DWORD rl = sizeof resp;
+			if (SCardTransmit(card, pci, cmds[i], lens[i], NULL, resp, &rl) != SCARD_S_SUCCESS) { fprintf(stderr, "SCardTransmit failed\n"); return 1; }
+		}
+		SCardEndTransaction(card, SCARD_LEAVE_CARD);
+		printf("bare %lld\n", now() - t0);
+	}
+	SCardDisconnect(card, SCARD_LEAVE_CARD);
+	SCardReleaseContext(ctx);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	if (argc >= 2 && !strcmp(argv[1], "rss")) {
 		if (argc >= 3) {
@@ -146,10 +192,11 @@ int main(int argc, char **argv) {
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "wait")) return wait_events(load(argv[2]));
+	if (argc >= 5 && !strcmp(argv[1], "bare")) return bare(argv[2], atoi(argv[3]), argc - 4, argv + 4);
 	if (argc == 7 && !strcmp(argv[1], "pair"))
 		return pair(load(argv[2]), argv[3], (CK_BYTE)strtol(argv[4], NULL, 16), atoi(argv[5]), atoi(argv[6]) == 2 ? 2 : 1);
 	if (argc != 6 || strcmp(argv[1], "sign")) {
-		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N | wait MODULE | pair MODULE PIN ID N T\n");
+		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N | wait MODULE | pair MODULE PIN ID N T | bare READER N HEX...\n");
 		return 2;
 	}
 	CK_FUNCTION_LIST *f = load(argv[2]);
