@@ -103,11 +103,12 @@ func (t *Token) fwAtLeast(maj, min, patch int) bool {
 // begin starts one operation: Lock, and after a reset (or a transport failure) SELECT
 // with every login forgotten.
 func (t *Token) begin(ctx context.Context) (func(), error) {
-	t.syncJournal()
 	unlock, reset, err := t.conn.Lock(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("piv: %w", err)
 	}
+	// Inside the transaction: no other application can change the card until we are done.
+	t.syncJournal()
 	t.first = true
 	if reset || t.reselect {
 		trace.Printf("piv", "card reset (or in doubt): selecting PIV again, logins forgotten")

@@ -192,7 +192,9 @@ func ecdsaSign(m *Module, s uint64, card *pivtest.Card, id, slot byte, always bo
 
 var mixedOps = []mixedOp{
 	{"list", func(m *Module, s uint64, _ *pivtest.Card, _ *mrand.Rand) error {
-		if err := m.FindObjectsInit(s, nil); err != nil {
+		// Token objects: the session objects of the application include the derived keys
+		// other goroutines destroy at any moment (ecdh).
+		if err := m.FindObjectsInit(s, []Attr{{CKA_TOKEN, []byte{1}}}); err != nil {
 			return err
 		}
 		hs, err := m.FindObjects(s, 1000)
