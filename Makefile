@@ -63,7 +63,7 @@ unit:
 	$(GO) test -race -timeout $(UNIT_TIMEOUT) ./...
 
 hwtest: build
-	P11CARD_RIG_REQUIRED=1 $(GO) test -race -tags hwtest -count=1 -run '^TestRig' -timeout $(HWTEST_TIMEOUT) ./p11/internal/core/
+	P11CARD_RIG_REQUIRED=1 $(GO) test -race -tags hwtest -count=1 -run '^TestRig' -timeout $(HWTEST_TIMEOUT) ./p11/internal/core/ ./pcsc/
 	P11CARD_RIG_REQUIRED=1 $(GO) test -tags hwtest -count=1 -timeout $(HWTEST_TIMEOUT) ./hwtest/...
 
 test: deps

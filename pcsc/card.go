@@ -29,6 +29,74 @@ type Card struct {
 	dead     bool // handle lost with the service: the next Lock connects again
 	resetOwn bool // Reconnect reset the card: the next Lock reports it
 	closed   bool
+
+	// calls counts the C calls on h made without mu (a transmit, a transaction begun,
+	// given up or ended, a reconnection, a control). libpcsclite frees a handle's client
+	// state at disconnect and a context's at release, under a thread still in a call on
+	// them: so Close leaves both to the last call in flight (free), and contexts replaced
+	// meanwhile wait in retired.
+	calls   int
+	freed   bool
+	retired []ctxHandle
+}
+
+// acquire counts a C call on the card's handle, made without k.mu; ok is false after
+// Close. release must follow.
+func (k *Card) acquire() (h cardHandle, proto uint32, dead, ok bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		return 0, 0, false, false
+	}
+	k.calls++
+	return k.h, k.proto, k.dead, true
+}
+
+// release ends a call counted by acquire; the last one after Close frees the handles.
+func (k *Card) release() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.calls--
+	if k.calls > 0 {
+		return
+	}
+	for _, c := range k.retired {
+		scRelease(c)
+	}
+	k.retired = nil
+	if k.closed {
+		k.freeLocked()
+	}
+}
+
+// releaseCtxLocked releases the card's context now, or once no call is in flight.
+func (k *Card) releaseCtxLocked() {
+	if !k.ctxValid {
+		return
+	}
+	k.ctxValid = false
+	if k.calls > 0 {
+		k.retired = append(k.retired, k.ctxh)
+		return
+	}
+	scRelease(k.ctxh)
+}
+
+// freeLocked disconnects, leaving the card as it is, and releases the card's context.
+func (k *Card) freeLocked() error {
+	if k.freed {
+		return nil
+	}
+	k.freed = true
+	var err error
+	if !k.dead {
+		if code := scDisconnect(k.h, leaveCard); code != codeSuccess && !serviceLost(code) &&
+			code != codeRemovedCard && code != codeResetCard {
+			err = wrap("disconnect", code)
+		}
+	}
+	k.releaseCtxLocked()
+	return err
 }
 
 // Connect connects to the card in reader, shared, T=0 or T=1 (whichever the card and
@@ -127,12 +195,11 @@ func (k *Card) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	if len(cmd) < 4 || len(cmd) > maxCommand {
 		return nil, fmt.Errorf("pcsc: transmit: command of %d bytes", len(cmd))
 	}
-	k.mu.Lock()
-	h, proto, closed, dead := k.h, k.proto, k.closed, k.dead
-	k.mu.Unlock()
-	if closed {
+	h, proto, dead, ok := k.acquire()
+	if !ok {
 		return nil, ErrClosed
 	}
+	defer k.release()
 	if dead {
 		return nil, cardError("transmit", codeInvalidHandle)
 	}
@@ -193,6 +260,7 @@ func (k *Card) Lock(ctx context.Context) (unlock func(), reset bool, err error) 
 			k.resetOwn = false
 			reset = true
 		}
+		k.calls++ // released by begin
 		k.mu.Unlock()
 
 		code, err := k.begin(ctx, h)
@@ -219,26 +287,24 @@ func (k *Card) Lock(ctx context.Context) (unlock func(), reset bool, err error) 
 }
 
 // begin runs SCardBeginTransaction, which pcsc-lite retries internally while another
-// program holds the card; ctx ending abandons the wait.
+// program holds the card; ctx ending abandons the wait. The caller counted the call
+// (k.calls); begin releases it once SCardBeginTransaction has returned and, if the wait
+// was abandoned, the transaction obtained too late has been ended.
 func (k *Card) begin(ctx context.Context, h cardHandle) (uint32, error) {
 	if ctx.Done() == nil {
+		defer k.release()
 		return scBeginTransaction(h), nil
 	}
 	res := make(chan uint32, 1)
-	go func() {
-		code := scBeginTransaction(h)
-		select {
-		case res <- code:
-		default:
-		}
-	}()
+	go func() { res <- scBeginTransaction(h) }()
 	select {
 	case code := <-res:
+		k.release()
 		return code, nil
 	case <-ctx.Done():
 	}
-	// Abandoned: whoever gets the result ends a transaction that was obtained too late.
 	go func() {
+		defer k.release()
 		if code := <-res; code == codeSuccess {
 			scEndTransaction(h, leaveCard)
 		}
@@ -249,12 +315,22 @@ func (k *Card) begin(ctx context.Context, h cardHandle) (uint32, error) {
 func (k *Card) unlocker(h cardHandle) func() {
 	var once sync.Once
 	return func() {
-		once.Do(func() { scEndTransaction(h, leaveCard) })
+		once.Do(func() {
+			// After Close the disconnect ended the transaction.
+			if _, _, _, ok := k.acquire(); ok {
+				scEndTransaction(h, leaveCard)
+				k.release()
+			}
+		})
 	}
 }
 
 // reconnect runs SCardReconnect on h with disposition and refreshes the ATR.
 func (k *Card) reconnect(h cardHandle, disposition uint32) error {
+	if _, _, _, ok := k.acquire(); !ok {
+		return ErrClosed
+	}
+	defer k.release()
 	proto, code := scReconnect(h, disposition)
 	if code == codeRemovedCard || code == codeNoSmartcard {
 		return cardError("reconnect", codeRemovedCard)
@@ -310,10 +386,7 @@ func (k *Card) Reconnect(ctx context.Context, reset bool) error {
 // powered down meanwhile; a different ATR means a different card: ErrCardRemoved.
 // Called with k.mu held.
 func (k *Card) reconnectFresh() error {
-	if k.ctxValid {
-		scRelease(k.ctxh) // dead with the old pcscd; releases client-side state
-		k.ctxValid = false
-	}
+	k.releaseCtxLocked() // dead with the old pcscd; releases client-side state
 	old := k.atr
 	if err := k.connect(); err != nil {
 		if errors.Is(err, ErrNoCard) {
@@ -330,7 +403,8 @@ func (k *Card) reconnectFresh() error {
 }
 
 // Close disconnects, leaving the card as it is (SCARD_LEAVE_CARD), and releases the
-// card's context. Close is idempotent.
+// card's context, at once or, with calls in flight (a transaction wait given up), when
+// the last one returns. Close is idempotent.
 func (k *Card) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -338,16 +412,8 @@ func (k *Card) Close() error {
 		return nil
 	}
 	k.closed = true
-	var err error
-	if !k.dead {
-		if code := scDisconnect(k.h, leaveCard); code != codeSuccess && !serviceLost(code) &&
-			code != codeRemovedCard && code != codeResetCard {
-			err = wrap("disconnect", code)
-		}
+	if k.calls > 0 {
+		return nil // the last call in flight frees the handles
 	}
-	if k.ctxValid {
-		scRelease(k.ctxh)
-		k.ctxValid = false
-	}
-	return err
+	return k.freeLocked()
 }

@@ -56,12 +56,11 @@ func (k *Card) Features(ctx context.Context) (Features, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
-	h, closed, dead := k.h, k.closed, k.dead
-	k.mu.Unlock()
-	if closed {
+	h, _, dead, ok := k.acquire()
+	if !ok {
 		return nil, ErrClosed
 	}
+	defer k.release()
 	if dead {
 		return nil, cardError("get features", codeInvalidHandle)
 	}
@@ -90,12 +89,11 @@ func (k *Card) Control(ctx context.Context, code uint32, in []byte) ([]byte, err
 	if len(in) > maxResponse {
 		return nil, fmt.Errorf("pcsc: control 0x%08X: input of %d bytes", code, len(in))
 	}
-	k.mu.Lock()
-	h, closed, dead := k.h, k.closed, k.dead
-	k.mu.Unlock()
-	if closed {
+	h, _, dead, ok := k.acquire()
+	if !ok {
 		return nil, ErrClosed
 	}
+	defer k.release()
 	if dead {
 		return nil, cardError("control", codeInvalidHandle)
 	}
