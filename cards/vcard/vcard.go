@@ -1,5 +1,6 @@
 // Package vcard holds what every virtual card shares: the interface the rig serves to pcscd
-// through vpcd (and that drivers talk to in-process), fault injection and an APDU log.
+// through vpcd (and that drivers talk to in-process), fault injection (WithFaults), lying
+// responses (WithHostile) and an APDU log (WithLog).
 //
 // Virtual cards are test instruments: they model real cards (a YubiKey 5 PIV applet, an
 // OpenPGP 3.4 applet) closely enough that software we did not write accepts them.
