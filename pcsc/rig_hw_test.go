@@ -5,7 +5,6 @@ package pcsc_test
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -28,17 +27,7 @@ func (nineCard) Transmit(context.Context, []byte) ([]byte, error) {
 // transaction obtained too late is ended and the handles are freed; the card is free for
 // the other connection again.
 func TestRigCloseWaitsForAbandonedBegin(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	r, err := rig.Start(ctx, rig.Options{Readers: 2})
-	cancel()
-	if err != nil {
-		if os.Getenv("P11CARD_RIG_REQUIRED") == "1" {
-			t.Fatalf("rig: %v", err)
-		}
-		t.Skipf("no rig: %v", err)
-	}
-	t.Cleanup(func() { r.Stop() })
-	t.Cleanup(r.Setenv())
+	r := rig.ForTest(t, rig.Options{Readers: 2})
 	ictx, icancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer icancel()
 	if err := r.Insert(ictx, 0, nineCard{}); err != nil {

@@ -29,18 +29,7 @@ import (
 // tokens (16 rounds each; 200 under `make soak`); `make hwtest` runs it with -race. Every result is checked: signatures verify,
 // decryptions and derived secrets match.
 func TestRigMixedThreads(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	r, err := rig.Start(ctx, rig.Options{Readers: 2})
-	cancel()
-	if err != nil {
-		if os.Getenv("P11CARD_RIG_REQUIRED") == "1" {
-			t.Fatalf("rig: %v", err)
-		}
-		t.Skipf("no rig: %v", err)
-	}
-	t.Cleanup(func() { r.Stop() })
-	// libpcsclite reads the socket's name once, at the first call of this process.
-	t.Cleanup(r.Setenv())
+	r := rig.ForTest(t, rig.Options{Readers: 2})
 
 	cards := make([]*pivtest.Card, 2)
 	for i := range cards {
