@@ -72,9 +72,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 func (t *Token) syncJournal() {
 	if t.journal.Changed() {
 		trace.Printf("openpgp", "openpgp: another application changed the card: reading its data again")
-		t.keys = [3]keyCache{}
-		t.kdfLoaded = false
-		t.stale = true
+		t.dropCaches()
 	}
 }
 
@@ -82,10 +80,15 @@ func (t *Token) syncJournal() {
 // one of them did so first, what this token knows is read again at the next begin.
 func (t *Token) noteWrite() {
 	if t.journal.Note() {
-		t.keys = [3]keyCache{}
-		t.kdfLoaded = false
-		t.stale = true
+		t.dropCaches()
 	}
+}
+
+// dropCaches forgets the keys, certificates and KDF-DO, and has begin read 6E again.
+func (t *Token) dropCaches() {
+	t.keys = [3]keyCache{}
+	t.kdfLoaded = false
+	t.stale = true
 }
 
 // Info implements cards.Token.
