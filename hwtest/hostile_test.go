@@ -13,7 +13,6 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +21,6 @@ import (
 	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
-	"github.com/p11-card/p11-card/hwtest/rig"
 )
 
 // hostileRates are the shares of lying responses a run picks from: a card that fails now
@@ -60,7 +58,7 @@ func TestModuleHostileCard(t *testing.T) {
 
 	t.Cleanup(func() {
 		if r.Present(0) {
-			removeCard(t, r)
+			remove(t, 0)
 		}
 	})
 	piv := modKeys(t, pivtest.Options{})
@@ -69,17 +67,16 @@ func TestModuleHostileCard(t *testing.T) {
 		name   string
 		card   vcard.Card
 		ops    [][]string
-		sign   []string // an operation the honest card must do
-		share  int      // runs of every 3
-		checks func(run int)
+		runs   int
+		checks func(run int) // after the hostile runs, before the honest card signs (ops[3])
 	}{
-		{name: "PIV", card: piv, ops: pivToolOps(t, piv), share: 2, checks: func(run int) {
+		{name: "PIV", card: piv, ops: pivToolOps(t, piv), runs: runs * 2 / 3, checks: func(run int) {
 			if pin, _ := piv.Retries(); pin != 3 {
 				t.Errorf("run %d: the PIV PIN has %d tries left: a wrong PIN reached the card", run, pin)
 				piv.SetTries(3, 3)
 			}
 		}},
-		{name: "OpenPGP", card: pgp, ops: pgpToolOps(t, decKey), share: 1, checks: func(run int) {
+		{name: "OpenPGP", card: pgp, ops: pgpToolOps(t, decKey), runs: runs - runs*2/3, checks: func(run int) {
 			// A lie about the KDF data object (OpenPGP card 3.4 §4.3.2) makes any
 			// driver hash the PIN the card asked for: the card counts a wrong PIN.
 			if s := pgp.Snapshot(); s.PW1Tries != 3 {
@@ -88,13 +85,11 @@ func TestModuleHostileCard(t *testing.T) {
 			}
 		}},
 	}
-	families[0].sign = families[0].ops[3]
-	families[1].sign = families[1].ops[3]
 
 	// The honest card's figures: the memory bound and the baseline every run is held to.
 	var honestRSS int64
 	for _, f := range families {
-		insertCard(t, r, f.card)
+		insertCard(t, f.card)
 		for _, op := range f.ops {
 			tr := runTraced(t, so, op)
 			tr.check(t, f.name+" honest "+op[0])
@@ -103,12 +98,11 @@ func TestModuleHostileCard(t *testing.T) {
 			}
 			honestRSS = max(honestRSS, tr.maxRSS)
 		}
-		removeCard(t, r)
+		remove(t, 0)
 	}
 	const slackKiB = 32 << 10
 	t.Logf("honest card: peak resident memory %d KiB", honestRSS)
 
-	ckr := regexp.MustCompile(`CKR_[A-Z_0-9x]+`)
 	codes := map[string]int{}
 	mangled := map[string]int{}
 	var maxRSS int64
@@ -117,16 +111,13 @@ func TestModuleHostileCard(t *testing.T) {
 		name string
 	}
 	responses, lies := 0, 0
-	for fi, f := range families {
-		n := runs * f.share / 3
-		if fi == len(families)-1 {
-			n = runs - runs*families[0].share/3
-		}
+	for _, f := range families {
+		n := f.runs
 		h := &vcard.Hostile{}
 		// The last responses, as the card's side saw them, for a run that hangs.
 		seen := &vcard.Log{Max: 8}
 		hostile := vcard.WithLog(vcard.WithHostile(f.card, h), seen)
-		insertCard(t, r, hostile)
+		insertCard(t, hostile)
 		for run := 1; run <= n; run++ {
 			op := f.ops[rng.IntN(len(f.ops))]
 			rate := hostileRates[rng.IntN(len(hostileRates))]
@@ -154,7 +145,7 @@ func TestModuleHostileCard(t *testing.T) {
 			if tr.slowest > slowestCall.d {
 				slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 			}
-			for _, code := range ckr.FindAllString(tr.out, -1) {
+			for _, code := range ckrName.FindAllString(tr.out, -1) {
 				codes[code]++
 				// pkcs11-tool's buffers hold any honest result of these keys: a short
 				// one means a lying answer reached the application as data.
@@ -163,15 +154,15 @@ func TestModuleHostileCard(t *testing.T) {
 				}
 			}
 			if run%25 == 0 || run == n {
-				removeCard(t, r)
+				remove(t, 0)
 				f.checks(run)
-				insertCard(t, r, f.card)
-				if tr := runTraced(t, so, f.sign); tr.signal != nil || tr.hung || strings.Contains(tr.out, "error:") {
+				insertCard(t, f.card)
+				if tr := runTraced(t, so, f.ops[3]); tr.signal != nil || tr.hung || strings.Contains(tr.out, "error:") {
 					t.Errorf("%s run %d: the honest card does not sign after the hostile runs:\n%s", f.name, run, tr.out)
 				}
-				removeCard(t, r)
+				remove(t, 0)
 				if run < n {
-					insertCard(t, r, hostile)
+					insertCard(t, hostile)
 				}
 			}
 		}
@@ -223,21 +214,14 @@ func pgpToolOps(t *testing.T, dec *rsa.PublicKey) [][]string {
 	}
 }
 
-func insertCard(t *testing.T, r *rig.Rig, c vcard.Card) {
+// insertCard is insert into reader 0 without the removal at cleanup, for a test that
+// moves its cards itself (remove takes them out).
+func insertCard(t *testing.T, c vcard.Card) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := r.Insert(ctx, 0, c); err != nil {
+	if err := testRig(t).Insert(ctx, 0, c); err != nil {
 		t.Fatalf("insert: %v", err)
-	}
-}
-
-func removeCard(t *testing.T, r *rig.Rig) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := r.Remove(ctx, 0); err != nil {
-		t.Fatalf("remove: %v", err)
 	}
 }
 
