@@ -23,6 +23,10 @@ type Context struct {
 	valid   bool
 	closed  bool
 	closing chan struct{} // closed by Close: wakes Wait
+	// use is held shared by calls on h in flight (do) and exclusively by Close while it
+	// releases h: libpcsclite frees a context's state at release, under any call still
+	// waiting for it.
+	use sync.RWMutex
 
 	waitMu  sync.Mutex // one Wait at a time; guards wh
 	wh      ctxHandle
@@ -60,6 +64,9 @@ func (c *Context) Close() error {
 	}
 	c.closed = true
 	close(c.closing)
+	c.mu.Unlock()
+	c.use.Lock()
+	c.mu.Lock()
 	h, valid := c.h, c.valid
 	c.valid = false
 	c.mu.Unlock()
@@ -69,6 +76,7 @@ func (c *Context) Close() error {
 			err = wrap("release context", code)
 		}
 	}
+	c.use.Unlock()
 	c.waitMu.Lock() // Wait has seen closing and returned
 	if c.whValid {
 		scRelease(c.wh)
@@ -121,6 +129,8 @@ func (c *Context) reestablish(old ctxHandle) error {
 // do runs fn on the context handle. When the service was lost it re-establishes the
 // context once and runs fn again.
 func (c *Context) do(fn func(h ctxHandle) uint32) (uint32, error) {
+	c.use.RLock()
+	defer c.use.RUnlock()
 	h, err := c.handle()
 	if err != nil {
 		return 0, err

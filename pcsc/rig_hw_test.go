@@ -5,6 +5,7 @@ package pcsc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -21,18 +22,40 @@ func (nineCard) Transmit(context.Context, []byte) ([]byte, error) {
 	return []byte{0x90, 0x00}, nil
 }
 
-// TestRigCloseWaitsForAbandonedBegin: a Lock given up while another connection holds the
+// TestRig runs the tests that need pcscd on one rig: libpcsclite reads the socket's name
+// once per process.
+func TestRig(t *testing.T) {
+	r := rig.ForTest(t, rig.Options{Readers: 2})
+	t.Run("CloseWaitsForAbandonedBegin", func(t *testing.T) { closeWaitsForAbandonedBegin(t, r) })
+	t.Run("HandleCallsBesideContextChurn", func(t *testing.T) { handleCallsBesideContextChurn(t, r) })
+}
+
+// insertNine puts a nineCard in each of the readers, taken out when the test ends.
+func insertNine(t *testing.T, r *rig.Rig, readers ...int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, i := range readers {
+		if err := r.Insert(ctx, i, nineCard{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := r.Remove(ctx, i); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// closeWaitsForAbandonedBegin: a Lock given up while another connection holds the
 // transaction leaves SCardBeginTransaction running on its handle. Close then frees
 // nothing (libpcsclite would free the state that call uses); when the wait ends, the
 // transaction obtained too late is ended and the handles are freed; the card is free for
 // the other connection again.
-func TestRigCloseWaitsForAbandonedBegin(t *testing.T) {
-	r := rig.ForTest(t, rig.Options{Readers: 2})
-	ictx, icancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer icancel()
-	if err := r.Insert(ictx, 0, nineCard{}); err != nil {
-		t.Fatal(err)
-	}
+func closeWaitsForAbandonedBegin(t *testing.T, r *rig.Rig) {
+	insertNine(t, r, 0)
 	bg := context.Background()
 	connect := func() *pcsc.Card {
 		t.Helper()
@@ -80,4 +103,75 @@ func TestRigCloseWaitsForAbandonedBegin(t *testing.T) {
 		t.Fatalf("the card stays taken by the abandoned transaction: %v", err)
 	}
 	unlock()
+}
+
+// handleCallsBesideContextChurn: libpcsclite finds a card handle's state by walking
+// every context of the process and each context's list of card handles, while
+// SCardConnect, SCardDisconnect and SCardReleaseContext change those lists without the
+// lock the walk takes. Card calls on one reader beside connections and contexts coming and
+// going on another must neither crash the process nor fail.
+func handleCallsBesideContextChurn(t *testing.T, r *rig.Rig) {
+	insertNine(t, r, 0, 1)
+	bg := context.Background()
+	const callers, churners = 4, 3
+	dur := 3 * time.Second
+	stop := time.Now().Add(dur)
+	errs := make(chan error, callers+churners)
+	calls, churns := make([]int, callers), make([]int, churners)
+	for g := range callers {
+		go func() {
+			errs <- func() error {
+				c, err := pcsc.Establish(bg)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				k, err := c.Connect(bg, r.ReaderName(0))
+				if err != nil {
+					return err
+				}
+				defer k.Close()
+				for time.Now().Before(stop) {
+					if _, err := k.Transmit(bg, []byte{0x00, 0xCA, 0x00, 0x00, 0x00}); err != nil {
+						return fmt.Errorf("transmit: %w", err)
+					}
+					calls[g]++
+				}
+				return nil
+			}()
+		}()
+	}
+	for g := range churners {
+		go func() {
+			errs <- func() error {
+				for time.Now().Before(stop) {
+					c, err := pcsc.Establish(bg)
+					if err != nil {
+						return err
+					}
+					if g > 0 {
+						k, err := c.Connect(bg, r.ReaderName(1))
+						if err != nil {
+							c.Close()
+							return fmt.Errorf("connect: %w", err)
+						}
+						if err := k.Close(); err != nil {
+							return err
+						}
+					}
+					if err := c.Close(); err != nil {
+						return err
+					}
+					churns[g]++
+				}
+				return nil
+			}()
+		}()
+	}
+	for range callers + churners {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("%v: transmits %v, contexts (and connections) opened and closed %v", dur, calls, churns)
 }

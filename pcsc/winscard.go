@@ -2,7 +2,8 @@ package pcsc
 
 // The C boundary: one thin wrapper per SCard* call, returning Go values and the raw code.
 // Everything above works with these and never sees a C type. Each wrapper counts the call
-// (Stats) and traces it under "pcsc".
+// (Stats), traces it under "pcsc" and passes the gate (gate.go) that keeps libpcsclite's
+// handle lookups apart from the calls that change its handle lists.
 //
 // These wrappers call libpcsclite directly instead of through github.com/ebfe/scard: its
 // GetStatusChange writes a package-global map without a lock (a data race between two
@@ -76,7 +77,9 @@ func scEstablish() (ctxHandle, uint32) {
 	stats.establish.Add(1)
 	t := time.Now()
 	var h C.SCARDCONTEXT
+	scGate.lock()
 	code := rc(C.SCardEstablishContext(scopeSystem, nil, nil, &h))
+	scGate.unlock()
 	traceCall("SCardEstablishContext", t, code, "")
 	return ctxHandle(h), code
 }
@@ -84,7 +87,9 @@ func scEstablish() (ctxHandle, uint32) {
 func scRelease(h ctxHandle) uint32 {
 	stats.release.Add(1)
 	t := time.Now()
+	scGate.lock()
 	code := rc(C.SCardReleaseContext(C.SCARDCONTEXT(h)))
+	scGate.unlock()
 	traceCall("SCardReleaseContext", t, code, "")
 	return code
 }
@@ -197,7 +202,9 @@ func scConnect(h ctxHandle, reader string) (cardHandle, uint32, uint32) {
 	defer C.free(unsafe.Pointer(cs))
 	var card C.SCARDHANDLE
 	var proto C.DWORD
+	scGate.lock()
 	code := rc(C.SCardConnect(C.SCARDCONTEXT(h), cs, shareShared, protoT0|protoT1, &card, &proto))
+	scGate.unlock()
 	traceCall("SCardConnect", t, code, " "+reader)
 	return cardHandle(card), uint32(proto), code
 }
@@ -206,7 +213,9 @@ func scReconnect(k cardHandle, disposition uint32) (uint32, uint32) {
 	stats.reconnect.Add(1)
 	t := time.Now()
 	var proto C.DWORD
+	g := scGate.enter()
 	code := rc(C.SCardReconnect(C.SCARDHANDLE(k), shareShared, protoT0|protoT1, C.DWORD(disposition), &proto))
+	scGate.leave(g)
 	traceCall("SCardReconnect", t, code, dispositionName(disposition))
 	return uint32(proto), code
 }
@@ -214,7 +223,9 @@ func scReconnect(k cardHandle, disposition uint32) (uint32, uint32) {
 func scDisconnect(k cardHandle, disposition uint32) uint32 {
 	stats.disconnect.Add(1)
 	t := time.Now()
+	scGate.lock()
 	code := rc(C.SCardDisconnect(C.SCARDHANDLE(k), C.DWORD(disposition)))
+	scGate.unlock()
 	traceCall("SCardDisconnect", t, code, dispositionName(disposition))
 	return code
 }
@@ -222,7 +233,9 @@ func scDisconnect(k cardHandle, disposition uint32) uint32 {
 func scBeginTransaction(k cardHandle) uint32 {
 	stats.beginTransaction.Add(1)
 	t := time.Now()
+	g := scGate.enter()
 	code := rc(C.SCardBeginTransaction(C.SCARDHANDLE(k)))
+	scGate.leave(g)
 	traceCall("SCardBeginTransaction", t, code, "")
 	return code
 }
@@ -230,7 +243,9 @@ func scBeginTransaction(k cardHandle) uint32 {
 func scEndTransaction(k cardHandle, disposition uint32) uint32 {
 	stats.endTransaction.Add(1)
 	t := time.Now()
+	g := scGate.enter()
 	code := rc(C.SCardEndTransaction(C.SCARDHANDLE(k), C.DWORD(disposition)))
+	scGate.leave(g)
 	traceCall("SCardEndTransaction", t, code, dispositionName(disposition))
 	return code
 }
@@ -244,7 +259,9 @@ func scStatus(k cardHandle) (state, proto uint32, atr []byte, code uint32) {
 	var st, pr C.DWORD
 	var atrBuf [maxATR]C.BYTE
 	atrLen := C.DWORD(len(atrBuf))
+	g := scGate.enter()
 	code = rc(C.SCardStatus(C.SCARDHANDLE(k), &name[0], &nameLen, &st, &pr, &atrBuf[0], &atrLen))
+	scGate.leave(g)
 	traceCall("SCardStatus", t, code, "")
 	if code != 0 {
 		return 0, 0, nil, code
@@ -260,8 +277,10 @@ func scTransmit(k cardHandle, proto uint32, cmd []byte) ([]byte, uint32) {
 	defer respPool.Put(bp)
 	rsp := *bp
 	n := C.DWORD(len(rsp))
+	g := scGate.enter()
 	code := rc(C.p11_transmit(C.SCARDHANDLE(k), C.DWORD(proto), (*C.BYTE)(unsafe.Pointer(&cmd[0])), C.DWORD(len(cmd)),
 		(*C.BYTE)(unsafe.Pointer(&rsp[0])), &n))
+	scGate.leave(g)
 	traceCall("SCardTransmit", t, code, "")
 	if code != 0 {
 		return nil, code
@@ -282,8 +301,10 @@ func scControl(k cardHandle, code uint32, in []byte) ([]byte, uint32) {
 	if len(in) > 0 {
 		inPtr = C.LPCVOID(unsafe.Pointer(&in[0]))
 	}
+	g := scGate.enter()
 	rcode := rc(C.SCardControl(C.SCARDHANDLE(k), C.DWORD(code), inPtr, C.DWORD(len(in)),
 		C.LPVOID(unsafe.Pointer(&out[0])), C.DWORD(len(out)), &n))
+	scGate.leave(g)
 	traceCall("SCardControl", t, rcode, fmt.Sprintf(" 0x%08X", code))
 	if rcode != 0 {
 		return nil, rcode
