@@ -310,3 +310,31 @@ func TestSlotmgrRescanIsCurrent(t *testing.T) {
 	}
 	t.Logf("Rescan with nothing changed: %v each, %.1f PC/SC calls each (%+v over %d)", el/n, float64(d.Total())/n, d, n)
 }
+
+// What Start and the first Rescan (C_Initialize, then C_GetSlotList) cost with a card in
+// a reader: the watcher's listing context and the card's own, and at most the watcher's
+// Wait context besides. The bind opens no context to connect through, Start reads
+// through the watcher, and Rescan through the watcher's listing context.
+func TestSlotmgrStartContexts(t *testing.T) {
+	r := testRig(t)
+	insert(t, smReader, smNewPIV(t, 66666670))
+	before := pcsc.Stats()
+	m := smStart(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := pcsc.Stats().Sub(before)
+	bound := false
+	for _, s := range m.Slots() {
+		bound = bound || s.Reader == r.ReaderName(smReader) && s.Present
+	}
+	if !bound {
+		t.Fatalf("no token after Start: %+v", m.Slots())
+	}
+	if d.Establish > 3 || d.Connect != 1 {
+		t.Errorf("Start and Rescan: %d contexts, %d connections; want ≤ 3 and 1 (%+v)", d.Establish, d.Connect, d)
+	}
+	t.Logf("Start and Rescan: %d PC/SC calls (%+v)", d.Total(), d)
+}

@@ -102,11 +102,17 @@ func (k *Card) freeLocked() error {
 // Connect connects to the card in reader, shared, T=0 or T=1 (whichever the card and
 // reader choose). An empty reader gives ErrNoCard, an unknown one ErrNoReader.
 func (c *Context) Connect(ctx context.Context, reader string) (*Card, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	if c.isClosed() {
 		return nil, ErrClosed
+	}
+	return Connect(ctx, reader)
+}
+
+// Connect is Context.Connect for a caller without a Context: the card has a PC/SC
+// context of its own either way, so none is opened for the connection alone.
+func Connect(ctx context.Context, reader string) (*Card, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	k := &Card{reader: reader}
 	if err := k.connect(); err != nil {

@@ -24,6 +24,13 @@ static LONG p11_transmit(SCARDHANDLE h, DWORD proto, const BYTE *cmd, DWORD n, B
 	return SCardTransmit(h, &pci, cmd, n, NULL, rsp, rlen);
 }
 
+// p11_list_readers lets libpcsclite size the list: one request to pcscd, where a size
+// query and a read take two.
+static LONG p11_list_readers(SCARDCONTEXT h, char **out, DWORD *n) {
+	*n = SCARD_AUTOALLOCATE;
+	return SCardListReaders(h, NULL, (LPSTR)out, n);
+}
+
 static SCARD_READERSTATE *p11_states(size_t n) {
 	return (SCARD_READERSTATE *)calloc(n ? n : 1, sizeof(SCARD_READERSTATE));
 }
@@ -104,28 +111,20 @@ func scCancel(h ctxHandle) uint32 {
 
 // scListReaders returns the reader names; SCARD_E_NO_READERS_AVAILABLE is passed up.
 func scListReaders(h ctxHandle) ([]string, uint32) {
-	for range 4 { // the list may grow between the size query and the read
-		stats.listReaders.Add(1)
-		t := time.Now()
-		var n C.DWORD
-		code := rc(C.SCardListReaders(C.SCARDCONTEXT(h), nil, nil, &n))
-		if code != 0 || n == 0 {
-			traceCall("SCardListReaders", t, code, "")
-			return nil, code
-		}
-		buf := make([]byte, n)
-		stats.listReaders.Add(1)
-		code = rc(C.SCardListReaders(C.SCARDCONTEXT(h), nil, (*C.char)(unsafe.Pointer(&buf[0])), &n))
-		if code == codeInsufficientBuffer {
-			continue
-		}
-		traceCall("SCardListReaders", t, code, "")
-		if code != 0 {
-			return nil, code
-		}
-		return splitMultiString(buf[:min(int(n), len(buf))]), 0
+	stats.listReaders.Add(1)
+	t := time.Now()
+	var p *C.char
+	var n C.DWORD
+	code := rc(C.p11_list_readers(C.SCARDCONTEXT(h), &p, &n))
+	traceCall("SCardListReaders", t, code, "")
+	if code != 0 || p == nil {
+		return nil, code
 	}
-	return nil, codeInsufficientBuffer
+	defer C.SCardFreeMemory(C.SCARDCONTEXT(h), C.LPCVOID(unsafe.Pointer(p)))
+	if n == 0 {
+		return nil, 0
+	}
+	return splitMultiString(C.GoBytes(unsafe.Pointer(p), C.int(min(n, 1<<20)))), 0
 }
 
 // splitMultiString decodes a PC/SC multi-string: NUL-terminated strings, ended by an

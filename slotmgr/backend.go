@@ -36,6 +36,21 @@ type Context interface {
 	Close() error
 }
 
+// SharedContext is implemented by a Context whose Readers and Status may run beside each
+// other and beside its Wait (a pcsc.Context keeps a separate PC/SC context for Wait):
+// Rescan then reads through the watcher's context instead of opening one of its own.
+type SharedContext interface {
+	Context
+	Shared() bool
+}
+
+// Connector is implemented by a Backend that connects to a card without a Context (each
+// card of the pcsc-lite backend has a PC/SC context of its own): a bind then opens no
+// Context just to connect.
+type Connector interface {
+	Connect(ctx context.Context, reader string) (Card, error)
+}
+
 // Card is a connected card.
 type Card interface {
 	cards.Conn

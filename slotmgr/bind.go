@@ -34,8 +34,9 @@ func (m *Manager) startBindLocked(s *slot, i *instance) {
 	go m.bind(s, i, i.done, wantFeatures)
 }
 
-// bind connects to the card through a context of its own and binds a driver: one
-// driver Open, plus one reader control call for the feature list (no APDU).
+// bind connects to the card (through a context of its own unless the backend is a
+// Connector) and binds a driver: one driver Open, plus one reader control call for the
+// feature list (no APDU).
 func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bool) {
 	defer m.wg.Done()
 	defer close(done)
@@ -57,11 +58,15 @@ func (m *Manager) bind(s *slot, i *instance, done chan struct{}, wantFeatures bo
 		}()
 		ctx, cancel := context.WithTimeout(i.ctx, m.opt.BindTimeout)
 		defer cancel()
-		pc, err = m.b.Establish(ctx)
-		if err != nil {
-			return fmt.Errorf("slotmgr: context: %w", err)
+		var card Card
+		if cn, ok := m.b.(Connector); ok {
+			card, err = cn.Connect(ctx, reader)
+		} else {
+			if pc, err = m.b.Establish(ctx); err != nil {
+				return fmt.Errorf("slotmgr: context: %w", err)
+			}
+			card, err = pc.Connect(ctx, reader)
 		}
-		card, err := pc.Connect(ctx, reader)
 		if err != nil {
 			return fmt.Errorf("slotmgr: connect %q: %w", reader, err)
 		}

@@ -128,6 +128,9 @@ type Manager struct {
 
 	qmu sync.Mutex // serialises Rescan's own reads; guards qc
 	qc  Context    // Rescan's context, apart from the watcher's (which sits in Wait)
+	// wshared is the watcher's context when it is a SharedContext: Rescan reads through
+	// it and opens no context of its own. Guarded by mu; the watcher owns and closes it.
+	wshared Context
 }
 
 type slot struct {
@@ -193,7 +196,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go m.run()
-	return m.Rescan(ctx)
+	// The watcher's first read is the one Start waits for: a quick scan beside it would
+	// read the same states again, through a context of its own.
+	return m.rescan(ctx, false)
 }
 
 // Close stops the goroutines, closes every card connection and context, and wakes
@@ -320,7 +325,10 @@ func (m *Manager) WaitChange(ctx context.Context, since uint64) (uint64, error) 
 // it is down) and waits until the table reflects that read and the binds it started
 // are done. C_GetSlotList calls it. With the service down it returns nil and the table
 // stays empty.
-func (m *Manager) Rescan(ctx context.Context) error {
+func (m *Manager) Rescan(ctx context.Context) error { return m.rescan(ctx, true) }
+
+// rescan is Rescan; quick false leaves the read to the watcher.
+func (m *Manager) rescan(ctx context.Context, quick bool) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -331,7 +339,7 @@ func (m *Manager) Rescan(ctx context.Context) error {
 		return errors.New("slotmgr: not started")
 	}
 	m.mu.Unlock()
-	if !m.quickScan(ctx) {
+	if !quick || !m.quickScan(ctx) {
 		// No working context of our own (service down or failing): have the watcher
 		// read, which also tries the service again.
 		m.mu.Lock()
@@ -399,20 +407,30 @@ func (m *Manager) quickScan(ctx context.Context) (ok bool) {
 		m.dropQuery()
 		return false
 	}
-	if m.qc == nil {
-		c, err := m.b.Establish(ctx)
-		if err != nil {
-			return false
+	m.mu.Lock()
+	c := m.wshared
+	m.mu.Unlock()
+	borrowed := c != nil && m.qc == nil
+	if !borrowed {
+		if m.qc == nil {
+			qc, err := m.b.Establish(ctx)
+			if err != nil {
+				return false
+			}
+			m.qc = qc
 		}
-		m.qc = c
+		c = m.qc
 	}
 	m.mu.Lock()
 	m.scans++
 	seq := m.scans
 	m.mu.Unlock()
-	states, err := readStates(ctx, m.qc)
+	states, err := readStates(ctx, c)
 	if err != nil {
-		m.dropQuery()
+		// A borrowed context is the watcher's to mend (it may be closing it now).
+		if !borrowed {
+			m.dropQuery()
+		}
 		return false
 	}
 	m.apply(states, seq, true)

@@ -22,6 +22,15 @@ func (pcscBackend) Establish(ctx context.Context) (Context, error) {
 	return &pcscContext{c: c}, nil
 }
 
+// Connect implements Connector: a pcsc.Card carries its own PC/SC context.
+func (pcscBackend) Connect(ctx context.Context, reader string) (Card, error) {
+	k, err := pcsc.Connect(ctx, reader)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
 // USB implements USBLookup with one USB enumeration for all readers.
 func (pcscBackend) USB(readers []string) []*pcsc.USBInfo {
 	out := make([]*pcsc.USBInfo, len(readers))
@@ -54,6 +63,9 @@ func movedPCSC(known, now []pcsc.ReaderState) bool {
 	}
 	return false
 }
+
+// Shared implements SharedContext: pcsc.Context's calls are safe for concurrent use.
+func (p *pcscContext) Shared() bool { return true }
 
 func (p *pcscContext) Readers(ctx context.Context) ([]string, error) { return p.c.Readers(ctx) }
 

@@ -28,6 +28,11 @@ type watcher struct {
 
 func (w *watcher) closeCtx() {
 	if w.wc != nil {
+		w.m.mu.Lock()
+		if w.m.wshared == w.wc {
+			w.m.wshared = nil
+		}
+		w.m.mu.Unlock()
 		_ = w.wc.Close()
 		w.wc = nil
 	}
@@ -76,6 +81,11 @@ func (w *watcher) step() {
 		}
 		w.wc = c
 		fresh = true
+		if sc, ok := c.(SharedContext); ok && sc.Shared() {
+			m.mu.Lock()
+			m.wshared = c
+			m.mu.Unlock()
+		}
 	}
 
 	w.reqs = append(w.reqs, m.takeReqs()...)
@@ -111,8 +121,12 @@ func (w *watcher) step() {
 	m.lookupUSB()
 	w.reqs = nil
 	m.release(reqs)
+	// A bind this read started will change the reader's state (our connection), which
+	// the watcher must read before it waits: a short bind is waited for here, rather
+	// than a Wait begun now and cancelled as the bind lands.
+	m.awaitBinds(bindSettle)
 
-	// Wait for the next event, unless a Rescan is already queued.
+	// Wait for the next event, unless a Rescan or a landed bind asks for a read first.
 	wctx, cancel := context.WithCancel(m.life)
 	if m.opt.Poll > 0 {
 		wctx, cancel = context.WithTimeout(m.life, m.opt.Poll)
@@ -144,6 +158,37 @@ func (w *watcher) step() {
 		w.closeCtx()
 		m.endConnected(seq)
 		w.fails++
+	}
+}
+
+// bindSettle bounds how long the watcher waits for the binds a read started before it
+// waits for events: a bind is a few APDUs; a card slower than that is read again when
+// its bind lands, as before.
+const bindSettle = 200 * time.Millisecond
+
+// awaitBinds waits up to d for the binds in flight.
+func (m *Manager) awaitBinds(d time.Duration) {
+	m.mu.Lock()
+	var pending []chan struct{}
+	for _, s := range m.order {
+		if s.inst != nil && s.inst.binding {
+			pending = append(pending, s.inst.done)
+		}
+	}
+	m.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for _, done := range pending {
+		select {
+		case <-done:
+		case <-t.C:
+			return
+		case <-m.life.Done():
+			return
+		}
 	}
 }
 
