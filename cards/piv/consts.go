@@ -1,6 +1,7 @@
 package piv
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/p11-card/p11-card/cards"
@@ -77,7 +78,7 @@ const (
 type Slot byte
 
 // String is the slot's usual lowercase hex name: "9a".
-func (s Slot) String() string { return fmt.Sprintf("%02x", byte(s)) }
+func (s Slot) String() string { return hex.EncodeToString([]byte{byte(s)}) }
 
 // slotInfo describes one key slot.
 type slotInfo struct {

@@ -80,6 +80,10 @@ func (m *Module) keyFor(s *session, h uint64) (*object, cards.Object, error) {
 	return o, co, nil
 }
 
+// opFlag is the mechanism flag each kind of operation needs.
+var opFlag = map[opKind]uint64{opSign: CKF_SIGN, opVerify: CKF_VERIFY, opEncrypt: CKF_ENCRYPT,
+	opDecrypt: CKF_DECRYPT, opSignRecover: CKF_SIGN_RECOVER, opVerifyRecover: CKF_VERIFY_RECOVER}
+
 // initOp starts an operation after the common checks; check validates the key.
 func (m *Module) initOp(h uint64, kind opKind, mech Mechanism, keyH uint64) error {
 	s, err := m.sess(h)
@@ -112,8 +116,7 @@ func (m *Module) initOp(h uint64, kind opKind, mech Mechanism, keyH uint64) erro
 	if err := noParams(mech); err != nil {
 		return err
 	}
-	need := map[opKind]uint64{opSign: CKF_SIGN, opVerify: CKF_VERIFY, opEncrypt: CKF_ENCRYPT, opDecrypt: CKF_DECRYPT, opSignRecover: CKF_SIGN_RECOVER, opVerifyRecover: CKF_VERIFY_RECOVER}[kind]
-	if mi.Flags&need == 0 {
+	if mi.Flags&opFlag[kind] == 0 {
 		return errRV(CKR_MECHANISM_INVALID, "mechanism cannot do this operation")
 	}
 	o, co, err := m.keyFor(s, keyH)

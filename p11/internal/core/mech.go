@@ -62,8 +62,14 @@ func hashMech(t uint64) (crypto.Hash, bool) {
 // OpenPGP card pads on the card).
 func rawRSA(ts *tokenState) bool { return ts.info.Driver != "openpgp" }
 
-// mechanisms is the token's mechanism table, from the algorithms its key slots hold.
+// mechanisms is the token's mechanism table, from the algorithms its key slots hold:
+// built once per token (every operation's Init consults it). Callers must not change it.
 func (m *Module) mechanisms(ts *tokenState) map[uint64]MechInfo {
+	ts.mechOnce.Do(func() { ts.mechs = m.buildMechanisms(ts) })
+	return ts.mechs
+}
+
+func (m *Module) buildMechanisms(ts *tokenState) map[uint64]MechInfo {
 	out := map[uint64]MechInfo{}
 	for t := range digestMechs {
 		out[t] = MechInfo{Flags: CKF_DIGEST}

@@ -31,6 +31,9 @@ type tokenState struct {
 
 	io sync.Mutex // serialises card I/O on this token
 
+	mechOnce sync.Once
+	mechs    map[uint64]MechInfo // see Module.mechanisms
+
 	// Guarded by Module.mu.
 	login   int
 	pin     []byte            // the user PIN, only with Options.PINCache while logged in
