@@ -22,6 +22,9 @@ type watcher struct {
 	m     *Manager
 	wc    Context
 	fails int // consecutive failures; reset by a Wait that ends normally
+	// freshFails counts new contexts in a row whose first read failed; a read that
+	// works resets it.
+	freshFails int
 	// reqs are the Rescan requests the current step serves; a panic releases them.
 	reqs []chan struct{}
 }
@@ -105,17 +108,25 @@ func (w *watcher) step() {
 		w.closeCtx()
 		w.fails++
 		if fresh {
-			// Even a new context fails: answer the Rescans with what we know (nothing).
+			w.freshFails++
+		}
+		if fresh && w.freshFails > 1 {
+			// Even a new context fails, and not for the first time in a row (a restart
+			// can land between a context's establishment and its first read): answer
+			// the Rescans with what we know (nothing).
 			w.reqs = nil
 			m.lose(err, reqs)
 			return
 		}
-		// The old context died (a service restart): the Rescans waiting get the read
-		// through a new one, next step.
-		m.lose(err, nil)
+		// The old context died (a service restart): the next step reads through a new
+		// one at once, for the Rescans waiting too. The table stands until then: a read
+		// through another context may have made it since the restart, and the next read
+		// ends the generations whose connections died with the old service (their
+		// readers no longer read "in use"). Only a new context that fails too says the
+		// service is gone.
 		return
 	}
-	w.reqs = nil
+	w.freshFails = 0
 	w.reqs = reqs
 	m.apply(states, seq, len(reqs) > 0)
 	m.lookupUSB()
