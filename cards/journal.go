@@ -71,29 +71,15 @@ func OpenJournal(driver, id string) *Journal {
 
 // journalFile opens a card's journal file, once per process.
 func journalFile(dir, driver, id string) (*os.File, error) {
-	name := driver + "-" + strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' {
-			return r
-		}
-		return '_'
-	}, id)
+	name := cardFile(driver, id)
 	path := filepath.Join(dir, name)
 	journalMu.Lock()
 	defer journalMu.Unlock()
 	if f := journalFiles[path]; f != nil {
 		return f, nil
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+	if err := privateDir(dir); err != nil {
 		return nil, err
-	}
-	// The directory must be ours and private: not a symlink, not another user's.
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return nil, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%s is not a private directory of this user", dir)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -101,6 +87,33 @@ func journalFile(dir, driver, id string) (*os.File, error) {
 	}
 	journalFiles[path] = f
 	return f, nil
+}
+
+// cardFile is the name of a card's file in the journal directory.
+func cardFile(driver, id string) string {
+	return driver + "-" + strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r == '-' {
+			return r
+		}
+		return '_'
+	}, id)
+}
+
+// privateDir makes dir if needed and checks that it is ours and private: not a symlink,
+// not another user's, not open to others.
+func privateDir(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is not a private directory of this user", dir)
+	}
+	return nil
 }
 
 func (j *Journal) read() (uint64, error) {

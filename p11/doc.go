@@ -25,6 +25,9 @@
 // when they change a card's objects through a counter file per card in
 // $XDG_RUNTIME_DIR/p11-card (P11CARD_JOURNAL_DIR names another directory, "off" turns
 // this off): a certificate one application deletes is gone from the others' next look.
+// The same directory keeps each YubiKey key's attestation statement, which a later
+// process takes once it checked it against the card (the slot's public key, the
+// attestation key's signature) instead of having the card sign a new one.
 //
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).

@@ -17,7 +17,10 @@
 //   - Attestation statements (Yubico ATTEST) for keys the card generated, as certificate
 //     objects with their own IDs: the key's ID plus 0x80 (9A→81, 9C→82, 9D→83, 9E→84,
 //     82…95→85…98), label "Attestation for …", handle "9a/attest". The attestation key's own
-//     certificate (object 5FFF01) is slot F9's certificate, ID 19.
+//     certificate (object 5FFF01) is slot F9's certificate, ID 19. On cards with metadata
+//     each statement is kept for later processes (cards.Keep) and taken back only if it
+//     names the public key the slot's metadata gives and F9's key signed it: an ATTEST is
+//     a signature by the card, a listing then costs none.
 //   - PIV containers as data objects: CCC, CHUID, security object, discovery, key history,
 //     and, after a user login (they need the PIN), printed information, facial image,
 //     fingerprints and iris images, flagged Private. ID = the container's tag bytes,
@@ -69,8 +72,8 @@
 //	Objects{ID 01, private}   1: GET METADATA 9A (no metadata: the 9A certificate)
 //	Objects{ID 01}            2: + the 9A certificate
 //	Objects{} (everything)    per slot GET METADATA + certificate, ATTEST per generated
-//	                             key, 5 data containers (59 on a YubiKey 5.7 with one
-//	                             key); 0 the second time. Without metadata the key
+//	                             key not attested before (see above), 5 data containers;
+//	                             0 the second time. Without metadata the key
 //	                             history object limits the retired slots read to those
 //	                             it says hold on-card certificates.
 //	Login user                1: VERIFY

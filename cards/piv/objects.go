@@ -3,6 +3,8 @@ package piv
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -239,6 +241,14 @@ func (t *Token) loadAttestation(ctx context.Context, si *slotInfo) ([]byte, erro
 			c.attRead = true
 			return nil, nil
 		}
+		kept, err := t.keptAttestation(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if kept != nil {
+			c.att, c.attRead = kept, true
+			return kept, nil
+		}
 	} else {
 		// Without metadata a key shows only through its certificate.
 		ks, err := t.loadKey(ctx, si)
@@ -257,12 +267,52 @@ func (t *Token) loadAttestation(ctx context.Context, si *slotInfo) ([]byte, erro
 			return nil, badCard("attestation of %d bytes", len(b))
 		}
 		c.att = bytes.Clone(b)
+		if t.hasMeta {
+			cards.Keep("piv", t.info.Serial, keptAttestationName(si), c.att)
+		}
 	case errors.Is(err, apdu.ErrWrongData), errors.Is(err, apdu.ErrNotFound), errors.Is(err, apdu.ErrConditions), isUnsupported(err):
 	default:
 		return nil, fmt.Errorf("piv: attest slot %s: %w", si.slot, err)
 	}
 	c.attRead = true
 	return c.att, nil
+}
+
+func keptAttestationName(si *slotInfo) string { return "attest-" + si.slot.String() }
+
+// keptAttestation is the statement an earlier process kept for si's key, if it still
+// holds: it certifies the public key the slot's metadata gives now, and the attestation
+// key of F9 signed it (its certificate is read from the card, as a listing does anyway).
+// A YubiKey makes a signature for each ATTEST, tenths of a second per key in every
+// process that lists the card; checking a kept statement costs no APDU in a listing.
+// nil when none is kept or it fails a check (the key was replaced, F9 was re-keyed).
+func (t *Token) keptAttestation(ctx context.Context, si *slotInfo) ([]byte, error) {
+	der := cards.Kept("piv", t.info.Serial, keptAttestationName(si))
+	if der == nil {
+		return nil, nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil
+	}
+	ks, err := t.loadKey(ctx, si)
+	if err != nil || ks == nil {
+		return nil, err
+	}
+	pub, ok := ks.pub.Key.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, nil
+	}
+	f9, _ := slotByID([]byte{0x19})
+	f9der, err := t.loadCert(ctx, f9)
+	if err != nil || f9der == nil {
+		return nil, err
+	}
+	issuer, err := x509.ParseCertificate(f9der)
+	if err != nil || issuer.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil {
+		return nil, nil
+	}
+	return der, nil
 }
 
 // loadData reads a data container once; nil when absent.
