@@ -56,6 +56,7 @@ type BenchReport struct {
 	Runs       int             `json:"runs"`
 	Rows       []BenchRow      `json:"rows"`
 	MemoryKB   map[string]int  `json:"rss_after_initialize_kb"` // module's share of VmRSS
+	AnonKB     map[string]int  `json:"anon_after_initialize_kb"` // of it, RssAnon (not file pages)
 	SignNS     int64           `json:"module_sign_ns"`          // median C_SignInit+C_Sign (ECDSA P-256), ours
 	TransmitNS int64           `json:"bare_transmit_ns"`        // the same APDUs sent straight
 	SignAPDUs  int             `json:"module_sign_apdus"`       // APDUs one C_Sign sends
@@ -131,7 +132,7 @@ func TestBench(t *testing.T) {
 		{"generate EC P-256 key pair", []string{"--keypairgen", "--login", "--login-type", "so", "--so-pin", modMgmt, "--key-type", "EC:prime256v1", "--id", "06"}},
 	}
 
-	rep := BenchReport{Runs: runs, MemoryKB: map[string]int{}}
+	rep := BenchReport{Runs: runs, MemoryKB: map[string]int{}, AnonKB: map[string]int{}}
 	for _, op := range ops {
 		for _, m := range mods {
 			row := BenchRow{Op: op.name, Module: m.name}
@@ -161,9 +162,10 @@ func TestBench(t *testing.T) {
 	}
 
 	bc := benchClient(t)
-	base := benchRSS(t, bc, "")
+	base, baseAnon := benchRSS(t, bc, "")
 	for _, m := range mods {
-		rep.MemoryKB[m.name] = benchRSS(t, bc, m.path) - base
+		rss, anon := benchRSS(t, bc, m.path)
+		rep.MemoryKB[m.name], rep.AnonKB[m.name] = rss-base, anon-baseAnon
 	}
 
 	// Module overhead: our C_Sign (ECDSA P-256, 9E) against the same APDUs sent straight
@@ -411,18 +413,18 @@ func benchClient(t *testing.T) string {
 
 // benchRSS is VmRSS in KB of benchclient after loading module and C_Initialize (the bare
 // process without one).
-func benchRSS(t *testing.T, bc, module string) int {
+func benchRSS(t *testing.T, bc, module string) (rss, anon int) {
 	t.Helper()
 	args := []string{"rss"}
 	if module != "" {
 		args = append(args, module)
 	}
 	o, err := toolCmd(t, context.Background(), bc, args...).CombinedOutput()
-	var rss, hwm int
-	if _, serr := fmt.Sscanf(string(o), "rss %d hwm %d", &rss, &hwm); err != nil || serr != nil {
+	var hwm int
+	if _, serr := fmt.Sscanf(string(o), "rss %d hwm %d anon %d", &rss, &hwm, &anon); err != nil || serr != nil {
 		t.Fatalf("benchclient rss %s: %v %v\n%s", module, err, serr, o)
 	}
-	return rss
+	return rss, anon
 }
 
 func fileSize(p string) int64 {
@@ -534,6 +536,13 @@ func (rep BenchReport) write(t *testing.T) {
 			b.WriteString(", ")
 		}
 		fmt.Fprintf(&b, "%s %d", n, rep.MemoryKB[n])
+	}
+	fmt.Fprintf(&b, "; of it anonymous memory (RssAnon: heap, stacks, pages written; the rest are pages of the libraries' files, shared with every process that maps them): ")
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", n, rep.AnonKB[n])
 	}
 	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDUs) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
 		rep.SignAPDUs, float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))

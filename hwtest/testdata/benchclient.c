@@ -1,7 +1,7 @@
 /* benchclient: the C side of `make bench` (hwtest/bench_test.go).
  *
  *   benchclient rss [MODULE]           C_Initialize and C_GetSlotList, then prints
- *                                      "rss KB hwm KB" (without MODULE: the bare process)
+ *                                      "rss KB hwm KB anon KB" (without MODULE: the bare process)
  *   benchclient sign MODULE PIN ID N   logs in, signs a SHA-256 digest N times with
  *                                      CKM_ECDSA and the private key of CKA_ID ID (one
  *                                      byte, hex), prints "sign NS" per C_Sign, in ns
@@ -42,12 +42,13 @@ static CK_FUNCTION_LIST *load(const char *path) {
 static void status(void) {
 	FILE *s = fopen("/proc/self/status", "r");
 	char line[256];
-	long rss = -1, hwm = -1;
+	long rss = -1, hwm = -1, anon = -1;
 	while (s && fgets(line, sizeof line, s)) {
 		sscanf(line, "VmRSS: %ld", &rss);
 		sscanf(line, "VmHWM: %ld", &hwm);
+		sscanf(line, "RssAnon: %ld", &anon);
 	}
-	printf("rss %ld hwm %ld\n", rss, hwm);
+	printf("rss %ld hwm %ld anon %ld\n", rss, hwm, anon);
 }
 
 static long long now(void) {
