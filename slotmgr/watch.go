@@ -25,6 +25,8 @@ type watcher struct {
 	// freshFails counts new contexts in a row whose first read failed; a read that
 	// works resets it.
 	freshFails int
+	// lastGood is the last read that worked through wc (0: none yet).
+	lastGood uint64
 	// reqs are the Rescan requests the current step serves; a panic releases them.
 	reqs []chan struct{}
 }
@@ -83,6 +85,7 @@ func (w *watcher) step() {
 			return
 		}
 		w.wc = c
+		w.lastGood = 0
 		fresh = true
 		if sc, ok := c.(SharedContext); ok && sc.Shared() {
 			m.mu.Lock()
@@ -105,6 +108,7 @@ func (w *watcher) step() {
 			return
 		}
 		m.opt.Logf("slotmgr: scan: %v", err)
+		lastGood := w.lastGood
 		w.closeCtx()
 		w.fails++
 		if fresh {
@@ -119,14 +123,16 @@ func (w *watcher) step() {
 			return
 		}
 		// The old context died (a service restart): the next step reads through a new
-		// one at once, for the Rescans waiting too. The table stands until then: a read
-		// through another context may have made it since the restart, and the next read
-		// ends the generations whose connections died with the old service (their
-		// readers no longer read "in use"). Only a new context that fails too says the
-		// service is gone.
+		// one at once, for the Rescans waiting too. The tokens bound before the last
+		// read that worked through it had their connections on the old service: those
+		// generations end. The rest of the table stands: a read through another
+		// context may have made it since the restart (and the next read ends the
+		// generations whose readers no longer read "in use"). Only a new context that
+		// fails too says the service is gone.
+		m.endConnected(lastGood)
 		return
 	}
-	w.freshFails = 0
+	w.freshFails, w.lastGood = 0, seq
 	w.reqs = reqs
 	m.apply(states, seq, len(reqs) > 0)
 	m.lookupUSB()
