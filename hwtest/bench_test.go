@@ -55,11 +55,11 @@ type BenchRow struct {
 type BenchReport struct {
 	Runs       int             `json:"runs"`
 	Rows       []BenchRow      `json:"rows"`
-	MemoryKB   map[string]int  `json:"rss_after_initialize_kb"` // module's share of VmRSS
+	MemoryKB   map[string]int  `json:"rss_after_initialize_kb"`  // module's share of VmRSS
 	AnonKB     map[string]int  `json:"anon_after_initialize_kb"` // of it, RssAnon (not file pages)
-	SignNS     int64           `json:"module_sign_ns"`          // median C_SignInit+C_Sign (ECDSA P-256), ours
-	TransmitNS int64           `json:"bare_transmit_ns"`        // the same APDUs sent straight
-	SignAPDUs  int             `json:"module_sign_apdus"`       // APDUs one C_Sign sends
+	SignNS     int64           `json:"module_sign_ns"`           // median C_SignInit+C_Sign (ECDSA P-256), ours
+	TransmitNS int64           `json:"bare_transmit_ns"`         // the same APDUs sent straight
+	SignAPDUs  int             `json:"module_sign_apdus"`        // APDUs one C_Sign sends
 	Events     []EventRow      `json:"removal_events"`
 	Throughput []ThroughputRow `json:"two_card_throughput"`
 }
