@@ -13,9 +13,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -525,25 +527,20 @@ func (rep BenchReport) write(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %.1f | %s | %s | %s |\n", row.Op, row.Module, objs, row.APDUs, row.Calls, row.WallMS, r1, r2, r3)
 	}
+	// kb writes "module value, …" in module order.
+	kb := func(v map[string]int) {
+		names := slices.Sorted(maps.Keys(v))
+		for i, n := range names {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %d", n, v[n])
+		}
+	}
 	fmt.Fprintf(&b, "\nResident memory after C_Initialize (module's share of VmRSS, KB): ")
-	var names []string
-	for n := range rep.MemoryKB {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", n, rep.MemoryKB[n])
-	}
+	kb(rep.MemoryKB)
 	fmt.Fprintf(&b, "; of it anonymous memory (RssAnon: heap, stacks, pages written; the rest are pages of the libraries' files, shared with every process that maps them): ")
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", n, rep.AnonKB[n])
-	}
+	kb(rep.AnonKB)
 	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDUs) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
 		rep.SignAPDUs, float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
