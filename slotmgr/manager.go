@@ -410,8 +410,10 @@ func (m *Manager) quickScan(ctx context.Context) (ok bool) {
 	m.mu.Lock()
 	c := m.wshared
 	m.mu.Unlock()
-	borrowed := c != nil && m.qc == nil
-	if !borrowed {
+	borrowed := c != nil
+	if borrowed {
+		m.dropQuery() // one opened while the watcher had none is no longer needed
+	} else {
 		if m.qc == nil {
 			qc, err := m.b.Establish(ctx)
 			if err != nil {
