@@ -15,6 +15,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"debug/elf"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -152,6 +153,27 @@ func TestModuleExportsOnlyCryptoki(t *testing.T) {
 	}
 	if n != 92 {
 		t.Errorf("%d C_ symbols, want 68 (2.40) + 24 (3.0)", n)
+	}
+}
+
+// The module needs libpcsclite and libc, nothing else: libusb (and libudev behind it)
+// would be loaded, relocated and initialised in every application that loads us, for USB
+// identities only the CLI shows.
+func TestModuleLinksOnlyPCSC(t *testing.T) {
+	so, _ := modBuild(t)
+	f, err := elf.Open(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range libs {
+		if !strings.HasPrefix(l, "libpcsclite.so") && !strings.HasPrefix(l, "libc.so") && !strings.HasPrefix(l, "libpthread.so") {
+			t.Errorf("module needs %s (all: %v)", l, libs)
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package pcsc talks to smart card readers through the PC/SC service (pcsc-lite's pcscd on
 // Linux and BSD, the system service on macOS and Windows) and identifies USB readers.
-// It is the only package that calls libpcsclite (directly through cgo) or libusb (through
-// github.com/google/gousb).
+// It is the only package that calls libpcsclite (directly through cgo); its subpackage usb
+// is the only one that calls libusb (through github.com/google/gousb).
 //
 // # What it offers
 //
@@ -22,7 +22,9 @@
 //   - Errors: PC/SC codes become ErrNoService, ErrNoReader, ErrNoCard, ErrCardRemoved,
 //     ErrCardReset, ErrSharingViolation, ErrTimeout, ErrCardUnresponsive; each error also
 //     wraps *Error with the raw code.
-//   - USBReaders and MatchUSB put a USB identity (VID:PID, strings, serial) on a reader.
+//   - usb.Readers and MatchUSB put a USB identity (VID:PID, strings, serial) on a reader.
+//     The enumeration is in package pcsc/usb, so that the PKCS#11 module, which shows no
+//     USB identities, loads neither libusb nor libudev and never enumerates the bus.
 //   - Stats counts PC/SC calls, for benchmarks that hold us to few round trips.
 //
 // # Tracing

@@ -6,9 +6,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-
-	"github.com/google/gousb"
 )
 
 // USBInfo identifies a USB smart card reader (or token with a built-in reader, such as a
@@ -27,79 +24,6 @@ func (u USBInfo) String() string {
 		s += " (" + u.Serial + ")"
 	}
 	return s + fmt.Sprintf(" bus %d addr %d", u.Bus, u.Address)
-}
-
-// classSmartCard is the USB interface class of CCID devices (USB CCID spec rev 1.1 §4).
-const classSmartCard = 0x0B
-
-// usbMu serialises enumerations: libusb contexts are cheap but not free.
-var usbMu sync.Mutex
-
-// USBReaders lists USB devices with a CCID interface. Where no USB bus is visible
-// (containers, no permission, libusb failing) the list is quietly empty with a nil error;
-// a device whose strings cannot be read is listed without them.
-func USBReaders() (devs []USBInfo, err error) {
-	usbMu.Lock()
-	defer usbMu.Unlock()
-	defer func() {
-		if r := recover(); r != nil { // gousb.NewContext panics when libusb_init fails
-			devs, err = nil, nil
-		}
-	}()
-	uctx := gousb.NewContext()
-	defer uctx.Close()
-	var found []USBInfo
-	opened, _ := uctx.OpenDevices(func(d *gousb.DeviceDesc) bool {
-		if !hasCCID(d) {
-			return false
-		}
-		found = append(found, USBInfo{VID: uint16(d.Vendor), PID: uint16(d.Product), CCID: true, Bus: d.Bus, Address: d.Address})
-		return true
-	})
-	byAddr := map[[2]int]*gousb.Device{}
-	for _, d := range opened {
-		if d != nil {
-			byAddr[[2]int{d.Desc.Bus, d.Desc.Address}] = d
-		}
-	}
-	for i := range found {
-		if d := byAddr[[2]int{found[i].Bus, found[i].Address}]; d != nil {
-			found[i].Manufacturer, _ = d.Manufacturer()
-			found[i].Product, _ = d.Product()
-			found[i].Serial, _ = d.SerialNumber()
-		}
-	}
-	for _, d := range opened {
-		if d != nil {
-			d.Close()
-		}
-	}
-	sort.Slice(found, func(i, j int) bool {
-		if found[i].Bus != found[j].Bus {
-			return found[i].Bus < found[j].Bus
-		}
-		return found[i].Address < found[j].Address
-	})
-	if found == nil {
-		found = []USBInfo{}
-	}
-	return found, nil
-}
-
-func hasCCID(d *gousb.DeviceDesc) bool {
-	if d.Class == classSmartCard {
-		return true
-	}
-	for _, cfg := range d.Configs {
-		for _, intf := range cfg.Interfaces {
-			for _, alt := range intf.AltSettings {
-				if alt.Class == classSmartCard {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // readerName is a pcsc-lite reader name taken apart: "Product [Interface] (Serial) RR SS".

@@ -80,20 +80,3 @@ func TestMatchUSB(t *testing.T) {
 		t.Error("matched in an empty list")
 	}
 }
-
-// On machines without a USB bus (containers, CI) the list is empty and there is no error.
-func TestUSBReadersQuiet(t *testing.T) {
-	devs, err := USBReaders()
-	if err != nil {
-		t.Fatalf("USBReaders: %v", err)
-	}
-	if devs == nil {
-		t.Fatal("nil slice")
-	}
-	for _, d := range devs {
-		if !d.CCID {
-			t.Errorf("non-CCID device listed: %v", d)
-		}
-	}
-	t.Logf("%d CCID devices", len(devs))
-}

@@ -31,10 +31,23 @@ func (pcscBackend) Connect(ctx context.Context, reader string) (Card, error) {
 	return k, nil
 }
 
+// NewPCSCWithUSB is NewPCSC that also puts a USB identity on each reader (a USBLookup):
+// list enumerates the CCID devices (usb.Readers of package pcsc/usb), once per lookup for
+// all readers attached since the last. The PKCS#11 module does without: it shows no USB
+// identity, and so links no libusb.
+func NewPCSCWithUSB(list func() ([]pcsc.USBInfo, error)) Backend {
+	return pcscUSBBackend{list: list}
+}
+
+type pcscUSBBackend struct {
+	pcscBackend
+	list func() ([]pcsc.USBInfo, error)
+}
+
 // USB implements USBLookup with one USB enumeration for all readers.
-func (pcscBackend) USB(readers []string) []*pcsc.USBInfo {
+func (b pcscUSBBackend) USB(readers []string) []*pcsc.USBInfo {
 	out := make([]*pcsc.USBInfo, len(readers))
-	devs, err := pcsc.USBReaders()
+	devs, err := b.list()
 	if err != nil || len(devs) == 0 {
 		return out
 	}

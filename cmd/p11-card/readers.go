@@ -13,6 +13,7 @@ import (
 
 	"github.com/p11-card/p11-card/cards"
 	"github.com/p11-card/p11-card/pcsc"
+	"github.com/p11-card/p11-card/pcsc/usb"
 	"github.com/p11-card/p11-card/slotmgr"
 )
 
@@ -41,7 +42,7 @@ one of 'p11-card rig up') is used instead of the system's.`,
 }
 
 // newBackend opens the PC/SC service the commands use; tests put a fake here.
-var newBackend = slotmgr.NewPCSC
+var newBackend = func() slotmgr.Backend { return slotmgr.NewPCSCWithUSB(usb.Readers) }
 
 // readerReport is one reader in `readers` (and, in part, in `watch`).
 type readerReport struct {
