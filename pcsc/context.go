@@ -271,9 +271,15 @@ func (c *Context) dropWaitHandle() {
 	}
 }
 
-// cancelRetry is how often a cancelled Wait repeats SCardCancel until the blocked call
-// returns (a cancel that lands just before the call starts is lost otherwise).
-const cancelRetry = 50 * time.Millisecond
+// A cancelled Wait repeats SCardCancel until the blocked call returns: libpcsclite drops a
+// cancel that lands before SCardGetStatusChange has registered its wait (it sends none
+// while the context is not waiting), and a C_Finalize right after C_Initialize meets that
+// window often. The first repeat comes after cancelRetryFirst, then at doubling intervals
+// up to cancelRetryMax: a lost cancel costs about a millisecond, not a whole interval.
+const (
+	cancelRetryFirst = time.Millisecond
+	cancelRetryMax   = 50 * time.Millisecond
+)
 
 // Wait blocks until a reader is added or removed (the PnP notification reader wakes it),
 // or one of the known readers changes: a card inserted or removed, a card swapped between
@@ -489,12 +495,14 @@ func (c *Context) blockingStatusChange(ctx context.Context, wh ctxHandle, states
 		case <-ctx.Done():
 		case <-c.closing:
 		}
-		for {
+		for d := cancelRetryFirst; ; d = min(2*d, cancelRetryMax) {
 			scCancel(wh)
+			t := time.NewTimer(d)
 			select {
 			case <-done:
+				t.Stop()
 				return
-			case <-time.After(cancelRetry):
+			case <-t.C:
 			}
 		}
 	}()
