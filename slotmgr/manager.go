@@ -33,6 +33,11 @@ type Options struct {
 	// than "not recognized" (a sharing violation, a transmission error): each is retried
 	// on Rescan or when another application releases an exclusive hold. Default 3.
 	MaxBindAttempts int
+	// FirstWait is how long after its first read the watcher waits before it starts
+	// watching for events, unless a WaitChange caller waits or a Rescan needs it first:
+	// a short-lived process (a listing, one signature) is over by then and never pays for
+	// the watch. Default 50ms; negative: at once.
+	FirstWait time.Duration
 	// NoPINPad skips the PC/SC part 10 feature request (PIN-pad detection).
 	NoPINPad bool
 	// NoUSB skips looking up the USB device behind each reader.
@@ -51,6 +56,9 @@ func (o *Options) defaults() {
 	}
 	if o.BindTimeout <= 0 {
 		o.BindTimeout = 10 * time.Second
+	}
+	if o.FirstWait == 0 {
+		o.FirstWait = firstWaitDelay
 	}
 	if o.MaxBindAttempts <= 0 {
 		o.MaxBindAttempts = 3
@@ -121,6 +129,10 @@ type Manager struct {
 	reqs    []chan struct{}
 	stopW   context.CancelFunc // cancels the watcher's current Wait
 	kick    chan struct{}
+	// waiting is closed (once, waitingOnce) when a WaitChange caller first blocks: the
+	// watcher's first Wait starts then at the latest (firstWaitDelay).
+	waiting     chan struct{}
+	waitingOnce sync.Once
 
 	life context.Context
 	stop context.CancelFunc
@@ -174,6 +186,7 @@ func New(b Backend, opts Options) *Manager {
 		counter: 1,
 		changes: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		waiting: make(chan struct{}),
 	}
 }
 
@@ -312,6 +325,7 @@ func (m *Manager) WaitChange(ctx context.Context, since uint64) (uint64, error) 
 		}
 		ch := m.changes
 		m.mu.Unlock()
+		m.waitingOnce.Do(func() { close(m.waiting) })
 		select {
 		case <-ch:
 		case <-ctx.Done():

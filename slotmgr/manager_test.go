@@ -1378,3 +1378,55 @@ func TestSettled(t *testing.T) {
 		t.Errorf("after the watcher settled: %s", dump(s))
 	}
 }
+
+// The watcher starts watching for events only FirstWait after Start, or as soon as
+// someone waits for a change; a Rescan meanwhile reads on its own, and Close does not
+// wait the delay out.
+func TestFirstWaitDelayed(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, b, slotmgr.Options{NoPINPad: true, FirstWait: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.AddReader("S")
+	if err := e.m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.m.Slots(); len(s) != 2 || !s[0].Present {
+		t.Fatalf("after Rescan: %s", dump(s))
+	}
+	if n := b.Stats().Waits; n != 0 {
+		t.Fatalf("%d Waits before anyone waited for a change", n)
+	}
+	// A change waited for: the watch begins (Settled: a Wait is blocked on the world as it
+	// is), and sees the removal.
+	since := e.m.Counter()
+	got := make(chan error, 1)
+	go func() {
+		_, err := e.m.WaitChange(ctx, since)
+		got <- err
+	}()
+	if err := b.Settled(ctx); err != nil {
+		t.Fatalf("no Wait after WaitChange: %v", err)
+	}
+	b.Remove("R")
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the removal", empty("R"))
+
+	// A second manager, closed during the delay: Close returns (the cleanup checks that
+	// every context was released).
+	b2 := slotmgrtest.New()
+	b2.AddReader("R")
+	e2 := start(t, b2, slotmgr.Options{NoPINPad: true, FirstWait: time.Hour})
+	if err := e2.m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := b2.Stats().Waits; n != 0 {
+		t.Errorf("%d Waits in a manager closed during the delay", n)
+	}
+}

@@ -29,6 +29,8 @@ type watcher struct {
 	lastGood uint64
 	// reqs are the Rescan requests the current step serves; a panic releases them.
 	reqs []chan struct{}
+	// waited is set once the watcher came to its first Wait (see firstWaitDelay).
+	waited bool
 }
 
 func (w *watcher) closeCtx() {
@@ -142,6 +144,23 @@ func (w *watcher) step() {
 	// the watcher must read before it waits: a short bind is waited for here, rather
 	// than a Wait begun now and cancelled as the bind lands.
 	m.awaitBinds(bindSettle)
+	if !w.waited {
+		// The first Wait after Start waits until the application has been there a while:
+		// most processes that load a PKCS#11 module (a listing, a signature, ssh-keygen)
+		// are done within tens of milliseconds and never need an event; the Wait's own
+		// context, its listing, its SCardCancel at C_Finalize and the read a landed bind
+		// asks for would be a third of their PC/SC work. Nothing is lost meanwhile:
+		// C_GetSlotList reads the states itself, a caller of WaitChange (C_WaitForSlotEvent)
+		// ends the delay, and the Wait starts from the states read before it, so a change
+		// since then wakes it at once.
+		w.waited = true
+		if m.opt.FirstWait > 0 {
+			m.settle(m.opt.FirstWait)
+			if m.life.Err() != nil {
+				return
+			}
+		}
+	}
 
 	// Wait for the next event, unless a Rescan or a landed bind asks for a read first.
 	wctx, cancel := context.WithCancel(m.life)
@@ -182,6 +201,22 @@ func (w *watcher) step() {
 // waits for events: a bind is a few APDUs; a card slower than that is read again when
 // its bind lands, as before.
 const bindSettle = 200 * time.Millisecond
+
+// firstWaitDelay is the default of Options.FirstWait.
+const firstWaitDelay = 50 * time.Millisecond
+
+// settle waits up to d, or less when a Rescan needs the watcher, a WaitChange caller waits
+// for a change, or the manager stops.
+func (m *Manager) settle(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-m.kick: // the Rescan's request is in m.reqs: the step returns to serve it
+	case <-m.waiting:
+	case <-m.life.Done():
+	}
+}
 
 // awaitBinds waits up to d for the binds in flight.
 func (m *Manager) awaitBinds(d time.Duration) {
