@@ -457,19 +457,9 @@ func (m *Module) sign(s *session, op *operation, data []byte, final bool) ([]byt
 	default:
 		return nil, errRV(CKR_MECHANISM_INVALID, "not a signature mechanism")
 	}
-	auth, err := m.authFor(s, op)
-	if err != nil {
-		return nil, err
-	}
-	var sig []byte
-	err = m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
-		var err error
-		sig, err = tok.Sign(ctx, op.key.ID, scheme, in, auth)
-		return err
+	sig, err := m.privateOp(s, op, func(ctx context.Context, tok cards.Token, auth *cards.Auth) ([]byte, error) {
+		return tok.Sign(ctx, op.key.ID, scheme, in, auth)
 	})
-	if auth != nil {
-		clear(auth.PIN)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -496,6 +486,25 @@ func checkSignature(k *cards.KeyInfo, scheme cards.SignScheme, sig []byte) ([]by
 		return nil, errRV(CKR_DEVICE_ERROR, "card returned a signature of the wrong size")
 	}
 	return sig, nil
+}
+
+// privateOp runs f, an operation with op's private key, on the card, with the
+// context-specific login the key asks for (authFor); the PIN's copy is wiped after.
+func (m *Module) privateOp(s *session, op *operation, f func(ctx context.Context, tok cards.Token, auth *cards.Auth) ([]byte, error)) ([]byte, error) {
+	auth, err := m.authFor(s, op)
+	if err != nil {
+		return nil, err
+	}
+	if auth != nil {
+		defer clear(auth.PIN)
+	}
+	var out []byte
+	err = m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
+		var err error
+		out, err = f(ctx, tok, auth)
+		return err
+	})
+	return out, err
 }
 
 // authFor gives the per-operation PIN of a PIN-always key.
@@ -738,19 +747,9 @@ func (m *Module) decrypt(s *session, op *operation, data []byte) ([]byte, error)
 	if op.mech.Type == CKM_RSA_PKCS && !k.RawRSA {
 		scheme = cards.DecryptRSAPKCS1
 	}
-	auth, err := m.authFor(s, op)
-	if err != nil {
-		return nil, err
-	}
-	var out []byte
-	err = m.keyOp(s.ts, func(ctx context.Context, tok cards.Token) error {
-		var err error
-		out, err = tok.Decrypt(ctx, op.key.ID, scheme, data, auth)
-		return err
+	out, err := m.privateOp(s, op, func(ctx context.Context, tok cards.Token, auth *cards.Auth) ([]byte, error) {
+		return tok.Decrypt(ctx, op.key.ID, scheme, data, auth)
 	})
-	if auth != nil {
-		clear(auth.PIN)
-	}
 	if err != nil {
 		return nil, err
 	}
