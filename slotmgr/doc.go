@@ -31,16 +31,21 @@
 //
 // One watcher goroutine owns a dedicated context and sits in Context.Wait (pcsc-lite's
 // SCardGetStatusChange with the PnP notification reader). When it wakes it reads the reader
-// list and states afresh and applies the difference. Each card is bound in a goroutine of
+// list and states afresh and applies the difference. Its first Wait begins
+// Options.FirstWait (50ms) after Start, or as soon as a WaitChange caller blocks: a
+// process done by then (most that load a PKCS#11 module are) never opens the Wait's
+// context nor cancels it at Close, and the Wait starts from the states read before, so a
+// change in between wakes it at once. Each card is bound in a goroutine of
 // its own, over a context of its own (pcsc-lite serialises calls per context, so a Wait
 // must not share one with card I/O): connect, cards.Bind (one driver Open, usually 1–3
 // APDUs), and once per reader attachment the PC/SC part 10 feature request (a reader
 // control call, no APDU) for PIN-pad detection. Nothing else talks to the card.
 //
-// Rescan (C_GetSlotList) reads the reader states itself, through a context of its own
-// (the watcher's stays in its Wait; about 2 PC/SC calls and under a millisecond, no
-// card I/O), applies them and waits for the binds they start, so the table answers
-// for the moment of the call; Start does the same before returning. Reads are numbered
+// Rescan (C_GetSlotList) reads the reader states itself, through the watcher's listing
+// context (a SharedContext: package pcsc keeps the Wait on a PC/SC context apart, so the
+// watcher stays in its Wait; about 2 PC/SC calls and under a millisecond, no card I/O),
+// applies them and waits for the binds they start, so the table answers for the moment
+// of the call; Start waits for the watcher's first read and its binds before returning. Reads are numbered
 // and a read older than one already applied is dropped, so the watcher and concurrent
 // Rescans never move the table backwards. With pcscd down, Start and Rescan return nil with an empty table; the watcher
 // tries the service again after 50ms, then at doubling intervals up to
