@@ -130,7 +130,7 @@ type Manager struct {
 	stopW   context.CancelFunc // cancels the watcher's current Wait
 	kick    chan struct{}
 	// waiting is closed (once, waitingOnce) when a WaitChange caller first blocks: the
-	// watcher's first Wait starts then at the latest (firstWaitDelay).
+	// watcher's first Wait starts then at the latest (Options.FirstWait).
 	waiting     chan struct{}
 	waitingOnce sync.Once
 
