@@ -158,9 +158,20 @@ func TestModuleExportsOnlyCryptoki(t *testing.T) {
 
 // The module needs libpcsclite and libc, nothing else: libusb (and libudev behind it)
 // would be loaded, relocated and initialised in every application that loads us, for USB
-// identities only the CLI shows.
-func TestModuleLinksOnlyPCSC(t *testing.T) {
+// identities only the CLI shows. Nor does it carry the test rig's packages (virtual
+// cards, fakes).
+func TestModuleDependencies(t *testing.T) {
 	so, _ := modBuild(t)
+	out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", "../p11").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		ours, isOurs := strings.CutPrefix(pkg, "github.com/p11-card/p11-card/")
+		if pkg == "github.com/google/gousb" || isOurs && (strings.Contains(ours, "test") || ours == "cards/vcard" || ours == "pcsc/usb") {
+			t.Errorf("the module links %s", pkg)
+		}
+	}
 	f, err := elf.Open(so)
 	if err != nil {
 		t.Fatal(err)

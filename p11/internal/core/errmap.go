@@ -8,7 +8,6 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
-	"github.com/p11-card/p11-card/cards/vcard"
 	"github.com/p11-card/p11-card/pcsc"
 	"github.com/p11-card/p11-card/slotmgr"
 )
@@ -32,7 +31,6 @@ var errTable = []struct {
 }{
 	{is(context.Canceled), CKR_FUNCTION_CANCELED},
 	{is(slotmgr.ErrTokenRemoved), CKR_DEVICE_REMOVED},
-	{is(vcard.ErrRemoved), CKR_DEVICE_REMOVED},
 	{is(pcsc.ErrCardRemoved), CKR_DEVICE_REMOVED},
 	{is(pcsc.ErrNoCard), CKR_DEVICE_REMOVED},
 	{is(pcsc.ErrNoReader), CKR_DEVICE_REMOVED},
