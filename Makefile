@@ -83,7 +83,7 @@ fuzz:
 
 # Our module, OpenSC's and ykcs11 side by side on one virtual card, BENCH_RUNS processes per
 # cell; the table goes to stdout and, with JSON, to $(BENCH_OUT).
-BENCH_RUNS ?= 5
+BENCH_RUNS ?= 11
 BENCH_OUT ?= $(CURDIR)/bench-out
 bench: deps build
 	@mkdir -p $(BENCH_OUT)

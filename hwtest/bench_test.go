@@ -176,7 +176,7 @@ func TestBench(t *testing.T) {
 	const batch = 50
 	n0 := log.Count()
 	signs := timings(t, bc, "sign", batch, "sign", so, modPIN, "04", strconv.Itoa(batch))
-	entries := log.Entries()[n0:]
+	entries := log.Since(n0)
 	// The last signature's commands: everything after the last but one GENERAL AUTHENTICATE.
 	last := []vcard.Entry{}
 	for i := len(entries) - 1; i >= 0; i-- {
@@ -541,8 +541,8 @@ func (rep BenchReport) write(t *testing.T) {
 	kb(rep.MemoryKB)
 	fmt.Fprintf(&b, "; of it anonymous memory (RssAnon: heap, stacks, pages written; the rest are pages of the libraries' files, shared with every process that maps them): ")
 	kb(rep.AnonKB)
-	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDUs) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
-		rep.SignAPDUs, float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
+	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDU%s) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
+		rep.SignAPDUs, plural(rep.SignAPDUs), float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
 	fmt.Fprintln(&b, "| module | C_WaitForSlotEvent | pcsc_scan | module after pcsc_scan |")
 	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
@@ -591,4 +591,12 @@ func (rep BenchReport) write(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// plural is "s" unless n is 1.
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -63,7 +63,7 @@ func TestModuleAPDUCount(t *testing.T) {
 // insHistogram counts the commands logged since entry n by INS and P1.
 func insHistogram(log *vcard.Log, n int) map[string]int {
 	hist := map[string]int{}
-	for _, e := range log.Entries()[n:] {
+	for _, e := range log.Since(n) {
 		if len(e.Cmd) >= 4 {
 			hist[fmt.Sprintf("%02X %02X", e.Cmd[1], e.Cmd[2])]++
 		}

@@ -94,6 +94,18 @@ func (l *Log) Entries() []Entry {
 	return append([]Entry(nil), l.entries...)
 }
 
+// Since returns a copy of the kept entries logged after the first n (Count was n then),
+// oldest first. Entries dropped by Max are not there: compare len with Count() - n.
+func (l *Log) Since(n int) []Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := len(l.entries)
+	for i > 0 && l.entries[i-1].N > n {
+		i--
+	}
+	return append([]Entry(nil), l.entries[i:]...)
+}
+
 // Clear forgets every entry and sets the counter to 0.
 func (l *Log) Clear() {
 	l.mu.Lock()

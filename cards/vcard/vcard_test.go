@@ -147,6 +147,16 @@ func TestLog(t *testing.T) {
 	if l.CountINS(0x87) != 2 {
 		t.Errorf("CountINS(87) = %d", l.CountINS(0x87))
 	}
+	// Since counts by entry number, whatever Max dropped.
+	if s := l.Since(3); len(s) != 2 || s[0].N != 4 || s[1].N != 5 {
+		t.Errorf("Since(3) = %+v", s)
+	}
+	if s := l.Since(1); len(s) != 3 || s[0].N != 3 {
+		t.Errorf("Since(1) = %+v (entries 2 and 3 are gone, 3 is kept)", s)
+	}
+	if s := l.Since(5); len(s) != 0 {
+		t.Errorf("Since(5) = %+v", s)
+	}
 	s := l.String()
 	// GENERAL AUTHENTICATE answers are hidden (they may be plaintext).
 	if !strings.Contains(s, "> 00870080027C00\n< 2A9000\n") || !strings.Contains(s, "! vcard: card removed") {
