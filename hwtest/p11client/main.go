@@ -116,13 +116,7 @@ func key(p *pkcs11.Ctx, s pkcs11.SessionHandle, class uint, id byte) pkcs11.Obje
 }
 
 func threads(p *pkcs11.Ctx, slot uint, pin string, n int) {
-	s0, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		fail("OpenSession: %v", err)
-	}
-	if err := p.Login(s0, pkcs11.CKU_USER, pin); err != nil {
-		fail("Login: %v", err)
-	}
+	s0 := userSession(p, slot, pin)
 	k := key(p, s0, pkcs11.CKO_PRIVATE_KEY, 2)
 	var wg sync.WaitGroup
 	var out sync.Mutex
@@ -168,7 +162,8 @@ func threads(p *pkcs11.Ctx, slot uint, pin string, n int) {
 	fmt.Printf("ok %d\n", n)
 }
 
-func removal(p *pkcs11.Ctx, slot uint, pin string) {
+// userSession opens a session on slot and logs the user in, or ends the client.
+func userSession(p *pkcs11.Ctx, slot uint, pin string) pkcs11.SessionHandle {
 	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
 	if err != nil {
 		fail("OpenSession: %v", err)
@@ -176,12 +171,17 @@ func removal(p *pkcs11.Ctx, slot uint, pin string) {
 	if err := p.Login(s, pkcs11.CKU_USER, pin); err != nil {
 		fail("Login: %v", err)
 	}
+	return s
+}
+
+func removal(p *pkcs11.Ctx, slot uint, pin string) {
+	s := userSession(p, slot, pin)
 	k := key(p, s, pkcs11.CKO_PRIVATE_KEY, 1)
 	if err := p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k); err != nil {
 		fail("SignInit: %v", err)
 	}
 	fmt.Println("signing")
-	_, err = p.Sign(s, []byte("data"))
+	_, err := p.Sign(s, []byte("data"))
 	fmt.Println("sign:", rvName(err))
 	_, err = p.GetSessionInfo(s)
 	fmt.Println("session:", rvName(err))
@@ -236,19 +236,13 @@ func conformance(p *pkcs11.Ctx, slot uint, pin string) {
 }
 
 func swap(p *pkcs11.Ctx, slot uint, pin string) {
-	s, err := p.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
-	if err != nil {
-		fail("OpenSession: %v", err)
-	}
-	if err := p.Login(s, pkcs11.CKU_USER, pin); err != nil {
-		fail("Login: %v", err)
-	}
+	s := userSession(p, slot, pin)
 	k := key(p, s, pkcs11.CKO_PRIVATE_KEY, 1)
 	ti, _ := p.GetTokenInfo(slot)
 	fmt.Println("serial:", strings.TrimSpace(ti.SerialNumber))
 	fmt.Println("ready")
 	bufio.NewReader(os.Stdin).ReadString('\n')
-	_, err = p.GetSessionInfo(s)
+	_, err := p.GetSessionInfo(s)
 	fmt.Println("old session:", rvName(err))
 	err = p.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_RSA_PKCS, nil)}, k)
 	fmt.Println("old session sign:", rvName(err))

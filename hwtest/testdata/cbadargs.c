@@ -23,6 +23,7 @@
 
 static CK_FUNCTION_LIST *f;
 static CK_FUNCTION_LIST_3_0 *f3;
+#include "p11find.h"
 static int rows, failures;
 
 static const struct { CK_RV rv; const char *name; } rvNames[] = {
@@ -101,19 +102,6 @@ static CK_BYTE p256OID[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01
 static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 #define PIN ((CK_UTF8CHAR_PTR) "123456")
 #define MGMT ((CK_UTF8CHAR_PTR) "010203040506070801020304050607080102030405060708")
-
-// find returns the one object of class cls with CKA_ID id (0 if none).
-static CK_OBJECT_HANDLE find(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, CK_BYTE id) {
-	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, &id, 1}};
-	CK_OBJECT_HANDLE h = 0;
-	CK_ULONG n = 0;
-	if (f->C_FindObjectsInit(s, t, 2) != CKR_OK)
-		return 0;
-	if (f->C_FindObjects(s, &h, 1, &n) != CKR_OK || n != 1)
-		h = 0;
-	f->C_FindObjectsFinal(s);
-	return h;
-}
 
 static CK_BBOOL boolAttr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t) {
 	CK_BBOOL v = 0xFF;
@@ -226,8 +214,8 @@ int main(int argc, char **argv) {
 	EXPECT("open R/W session", f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &rw), CKR_OK);
 	EXPECT("open session to close", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &closed), CKR_OK);
 	EXPECT("close it", f->C_CloseSession(closed), CKR_OK);
-	CK_OBJECT_HANDLE pub01 = find(ro, CKO_PUBLIC_KEY, 1), pub03 = find(ro, CKO_PUBLIC_KEY, 3), pub04 = find(ro, CKO_PUBLIC_KEY, 4);
-	CK_OBJECT_HANDLE cert01 = find(ro, CKO_CERTIFICATE, 1), attestPub = find(ro, CKO_PUBLIC_KEY, 0x19);
+	CK_OBJECT_HANDLE pub01 = findObject(ro, CKO_PUBLIC_KEY, 1), pub03 = findObject(ro, CKO_PUBLIC_KEY, 3), pub04 = findObject(ro, CKO_PUBLIC_KEY, 4);
+	CK_OBJECT_HANDLE cert01 = findObject(ro, CKO_CERTIFICATE, 1), attestPub = findObject(ro, CKO_PUBLIC_KEY, 0x19);
 	if (!pub01 || !pub03 || !pub04 || !cert01) { printf("FAIL public objects not found\n"); return 1; }
 	anyObject = pub01;
 
@@ -379,8 +367,8 @@ int main(int argc, char **argv) {
 	// §5.6 C_Login with CKU_CONTEXT_SPECIFIC needs an operation that asks for it.
 	EXPECT("C_Login(CKU_CONTEXT_SPECIFIC) without an operation", f->C_Login(ro, CKU_CONTEXT_SPECIFIC, PIN, 6), CKR_OPERATION_NOT_INITIALIZED);
 
-	CK_OBJECT_HANDLE priv01 = find(ro, CKO_PRIVATE_KEY, 1), priv02 = find(ro, CKO_PRIVATE_KEY, 2), priv03 = find(ro, CKO_PRIVATE_KEY, 3);
-	CK_OBJECT_HANDLE priv04 = find(ro, CKO_PRIVATE_KEY, 4), priv05 = find(ro, CKO_PRIVATE_KEY, 5);
+	CK_OBJECT_HANDLE priv01 = findObject(ro, CKO_PRIVATE_KEY, 1), priv02 = findObject(ro, CKO_PRIVATE_KEY, 2), priv03 = findObject(ro, CKO_PRIVATE_KEY, 3);
+	CK_OBJECT_HANDLE priv04 = findObject(ro, CKO_PRIVATE_KEY, 4), priv05 = findObject(ro, CKO_PRIVATE_KEY, 5);
 	if (!priv01 || !priv02 || !priv03 || !priv04 || !priv05) { printf("FAIL private keys not found\n"); return 1; }
 
 	// Key handles: CKR_KEY_HANDLE_INVALID (§5.8–5.12 the *Init functions, §5.14 C_DeriveKey).
@@ -732,11 +720,11 @@ int main(int argc, char **argv) {
 	EXPECT("C_Logout", f->C_Logout(rw), CKR_OK);
 	EXPECT("C_SignInit with a private key handle after logout", f->C_SignInit(ro, &mECDSA, priv04), CKR_KEY_HANDLE_INVALID);
 	EXPECT("C_GetAttributeValue of a private key handle after logout", f->C_GetAttributeValue(ro, priv04, dataTmpl, 1), CKR_OBJECT_HANDLE_INVALID);
-	EQUAL("no private key visible before login", find(ro, CKO_PRIVATE_KEY, 4), 0);
+	EQUAL("no private key visible before login", findObject(ro, CKO_PRIVATE_KEY, 4), 0);
 	EXPECT("C_Logout twice", f->C_Logout(ro), CKR_USER_NOT_LOGGED_IN);
 	EXPECT("C_Login again", f->C_Login(ro, CKU_USER, PIN, 6), CKR_OK);
 	EXPECT("C_SignInit with the old handle after a new login", f->C_SignInit(ro, &mECDSA, priv04), CKR_KEY_HANDLE_INVALID);
-	CK_OBJECT_HANDLE k = find(ro, CKO_PRIVATE_KEY, 4);
+	CK_OBJECT_HANDLE k = findObject(ro, CKO_PRIVATE_KEY, 4);
 	EXPECT("C_SignInit with a new handle", f->C_SignInit(ro, &mECDSA, k), CKR_OK);
 	bufLen = sizeof buf;
 	EXPECT("C_Sign with a new handle", f->C_Sign(ro, sha256abc, 32, buf, &bufLen), CKR_OK);

@@ -31,6 +31,7 @@
 #define EXECS 4
 
 static CK_FUNCTION_LIST *f;
+#include "p11find.h"
 static int failures;
 static CK_SLOT_ID slot;
 static CK_BYTE digest[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
@@ -52,18 +53,6 @@ static CK_FUNCTION_LIST *load(const char *path) {
 	return l;
 }
 
-static CK_OBJECT_HANDLE findKey(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, CK_BYTE id) {
-	CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, &id, 1}};
-	CK_OBJECT_HANDLE h = 0;
-	CK_ULONG n = 0;
-	if (f->C_FindObjectsInit(s, t, 2) != CKR_OK)
-		return 0;
-	if (f->C_FindObjects(s, &h, 1, &n) != CKR_OK || n != 1)
-		h = 0;
-	f->C_FindObjectsFinal(s);
-	return h;
-}
-
 // childMode is the exec'd child: a fresh process image loads the module and uses it.
 static int childMode(const char *so) {
 	if (!(f = load(so)))
@@ -80,7 +69,7 @@ static int childMode(const char *so) {
 	CK_SESSION_HANDLE s;
 	if (f->C_OpenSession(slots[0], CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
 		return 14;
-	if (findKey(s, CKO_PUBLIC_KEY, 4) == 0)
+	if (findObject(s, CKO_PUBLIC_KEY, 4) == 0)
 		return 15;
 	if (f->C_Finalize(NULL) != CKR_OK)
 		return 16;
@@ -121,7 +110,7 @@ static void *lister(void *arg) {
 		CK_RV rv = f->C_GetSlotList(CK_TRUE, slots, &n);
 		if (rv == CKR_OK)
 			rv = f->C_GetTokenInfo(slot, &ti);
-		if (rv == CKR_OK && findKey(w->s, CKO_PUBLIC_KEY, 1) == 0)
+		if (rv == CKR_OK && findObject(w->s, CKO_PUBLIC_KEY, 1) == 0)
 			rv = CKR_GENERAL_ERROR;
 		if (rv == CKR_OK) w->ok++; else { w->bad++; w->lastBad = rv; }
 	}
@@ -160,7 +149,7 @@ int main(int argc, char **argv) {
 	CHECK("C_OpenSession (signer)", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &sw.s), CKR_OK);
 	CHECK("C_OpenSession (lister)", f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &lw.s), CKR_OK);
 	CHECK("C_Login", f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "123456", 6), CKR_OK);
-	signKey = findKey(s, CKO_PRIVATE_KEY, 4);
+	signKey = findObject(s, CKO_PRIVATE_KEY, 4);
 	if (!signKey) { printf("FAIL private key 04 not found\n"); return 1; }
 
 	pthread_t st, lt;
