@@ -384,12 +384,7 @@ func (m *Manager) rescan(ctx context.Context, quick bool) error {
 		m.mu.Unlock()
 		return ErrClosed
 	}
-	var pending []chan struct{}
-	for _, s := range m.order {
-		if s.inst != nil && s.inst.binding {
-			pending = append(pending, s.inst.done)
-		}
-	}
+	pending := m.bindsLocked()
 	m.mu.Unlock()
 	for _, d := range pending {
 		select {

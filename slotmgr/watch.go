@@ -218,15 +218,21 @@ func (m *Manager) settle(d time.Duration) {
 	}
 }
 
-// awaitBinds waits up to d for the binds in flight.
-func (m *Manager) awaitBinds(d time.Duration) {
-	m.mu.Lock()
+// bindsLocked returns the done channels of the binds in flight. m.mu is held.
+func (m *Manager) bindsLocked() []chan struct{} {
 	var pending []chan struct{}
 	for _, s := range m.order {
 		if s.inst != nil && s.inst.binding {
 			pending = append(pending, s.inst.done)
 		}
 	}
+	return pending
+}
+
+// awaitBinds waits up to d for the binds in flight.
+func (m *Manager) awaitBinds(d time.Duration) {
+	m.mu.Lock()
+	pending := m.bindsLocked()
 	m.mu.Unlock()
 	if len(pending) == 0 {
 		return
