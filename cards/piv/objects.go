@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/cert"
 )
 
 // dataObject is a PIV container shown as a data object (CKO_DATA).
@@ -291,7 +291,7 @@ func (t *Token) keptAttestation(ctx context.Context, si *slotInfo) ([]byte, erro
 	if der == nil {
 		return nil, nil
 	}
-	cert, err := x509.ParseCertificate(der)
+	att, err := cert.Parse(der)
 	if err != nil {
 		return nil, nil
 	}
@@ -300,7 +300,7 @@ func (t *Token) keptAttestation(ctx context.Context, si *slotInfo) ([]byte, erro
 		return nil, err
 	}
 	pub, ok := ks.pub.Key.(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(cert.PublicKey) {
+	if !ok || att.PublicKey == nil || !pub.Equal(att.PublicKey) {
 		return nil, nil
 	}
 	f9, _ := slotByID([]byte{0x19})
@@ -308,8 +308,8 @@ func (t *Token) keptAttestation(ctx context.Context, si *slotInfo) ([]byte, erro
 	if err != nil || f9der == nil {
 		return nil, err
 	}
-	issuer, err := x509.ParseCertificate(f9der)
-	if err != nil || issuer.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil {
+	issuer, err := cert.Parse(f9der)
+	if err != nil || att.CheckSignatureFrom(issuer.PublicKey) != nil {
 		return nil, nil
 	}
 	return der, nil

@@ -95,11 +95,23 @@ func parseCertContainer(b []byte) (certContainer, error) {
 		if len(out) > maxCertSize {
 			return c, badCard("compressed certificate over %d bytes", maxCertSize)
 		}
-		c.DER, c.Compressed = out, true
+		c.DER, c.Compressed = certOnly(out), true
 		return c, nil
 	}
-	c.DER = append([]byte(nil), cert...)
+	c.DER = append([]byte(nil), certOnly(cert)...)
 	return c, nil
+}
+
+// certOnly is b up to the end of the DER SEQUENCE it starts with: a certificate is that
+// one element, and bytes after it (cards that pad the container) would break the
+// applications that parse CKA_VALUE. b as it is when it does not start with one.
+func certOnly(b []byte) []byte {
+	s := cryptobyte.String(b)
+	var el cryptobyte.String
+	if !s.ReadASN1Element(&el, asn1.SEQUENCE) {
+		return b
+	}
+	return el
 }
 
 // encodeCertContainer builds the certificate object's value, compressed when compress.

@@ -8,13 +8,13 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/cert"
 	"github.com/p11-card/p11-card/internal/trace"
 )
 
@@ -420,11 +420,11 @@ func keyFromCertDER(der []byte) *keyState {
 // keyFromCert takes the key's algorithm and public key from a certificate; nil when the
 // certificate does not parse or holds a key PIV cannot have.
 func keyFromCert(der []byte) *keyState {
-	cert, err := x509.ParseCertificate(der)
+	c, err := cert.Parse(der)
 	if err != nil {
 		return nil
 	}
-	switch k := cert.PublicKey.(type) {
+	switch k := c.PublicKey.(type) {
 	case *rsa.PublicKey:
 		if a, ok := pivAlg(cards.AlgRSA, k.N.BitLen()); ok {
 			return &keyState{alg: a, pub: publicKey{Key: k}}

@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"math/big"
 	"slices"
@@ -733,5 +734,50 @@ func TestResetByAnotherProcess(t *testing.T) {
 	mustLogin(t, f.tok, cards.RoleUser, "123456")
 	if _, err := f.tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), nil); err != nil {
 		t.Errorf("sign after new login: %v", err)
+	}
+}
+
+// TestKeyFromCertX509Refuses: on a card without GET METADATA a key is known only from its
+// certificate. A certificate crypto/x509 refuses for a fault outside the subject key (a
+// negative serial number, a character a PrintableString may not hold) still gives the key,
+// and the certificate object is the certificate alone, without the container's padding.
+func TestKeyFromCertX509Refuses(t *testing.T) {
+	f := newFixture(t, pivtest.Options{Firmware: [3]byte{5, 2, 7}}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgECCP256) })
+	pub := f.card.PublicKey(0x9A)
+	ca, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(0x5A5A5A), Subject: pkix.Name{CommonName: "xyz"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der = bytes.Replace(der, []byte{0x02, 0x03, 0x5A, 0x5A, 0x5A}, []byte{0x02, 0x03, 0xA5, 0x5A, 0x5A}, 1)
+	der = bytes.ReplaceAll(der, []byte("xyz"), []byte("x_z"))
+	if _, err := x509.ParseCertificate(der); err == nil {
+		t.Fatal("crypto/x509 accepts the certificate: the test shows nothing")
+	}
+	if err := f.card.PutCertificate(0x9A, append(bytes.Clone(der), 0, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := Driver{}.Open(ctxb, &testConn{card: f.card}, f.card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := tok.Objects(ctxb, cards.Filter{ID: []byte{0x01}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[cards.Kind]cards.Object{}
+	for _, o := range objs {
+		kinds[o.Kind] = o
+	}
+	if c, ok := kinds[cards.KindCertificate]; !ok || !bytes.Equal(c.Cert, der) {
+		t.Errorf("certificate object %v: %x", ok, c.Cert)
+	}
+	k, ok := kinds[cards.KindPublicKey]
+	if !ok || k.Key == nil || k.Key.Alg != cards.AlgECP256 || !pub.(*ecdsa.PublicKey).Equal(k.Key.Public) {
+		t.Errorf("public key object %v: %+v", ok, k.Key)
 	}
 }

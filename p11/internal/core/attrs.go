@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/x509"
 	"encoding/asn1"
 	"encoding/binary"
 	"math/big"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/cert"
 )
 
 // ULongSize is sizeof(CK_ULONG): C unsigned long (8 on 64-bit Linux and macOS, 4 on
@@ -253,12 +253,10 @@ func tokenAttrs(o cards.Object, serial string, mechs []uint64, certSubject []byt
 		v[CKA_CHECK_VALUE] = sum[:3]
 		v[CKA_SUBJECT], v[CKA_ISSUER], v[CKA_SERIAL_NUMBER] = []byte{}, []byte{}, []byte{}
 		v[CKA_START_DATE], v[CKA_END_DATE] = []byte{}, []byte{}
-		if c, err := x509.ParseCertificate(o.Cert); err == nil {
+		if c, err := cert.Parse(o.Cert); err == nil {
 			v[CKA_SUBJECT] = c.RawSubject
 			v[CKA_ISSUER] = c.RawIssuer
-			if sn, err := asn1.Marshal(c.SerialNumber); err == nil {
-				v[CKA_SERIAL_NUMBER] = sn
-			}
+			v[CKA_SERIAL_NUMBER] = c.RawSerial // as encoded in the certificate
 			v[CKA_START_DATE] = ckDate(c.NotBefore)
 			v[CKA_END_DATE] = ckDate(c.NotAfter)
 		}
@@ -283,7 +281,7 @@ func tokenAttrs(o cards.Object, serial string, mechs []uint64, certSubject []byt
 		} else {
 			v[CKA_SUBJECT] = []byte{}
 		}
-		if spki, err := x509.MarshalPKIXPublicKey(k.Public); err == nil && k.Public != nil {
+		if spki, err := cert.MarshalPublicKey(k.Public); err == nil {
 			v[CKA_PUBLIC_KEY_INFO] = spki
 		} else {
 			v[CKA_PUBLIC_KEY_INFO] = []byte{}

@@ -3,10 +3,10 @@ package core
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"slices"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/internal/cert"
 )
 
 // object is a handle's target: a token object (th set) or a session object (owner set).
@@ -131,7 +131,7 @@ func (m *Module) certCategory(ts *tokenState, co cards.Object) uint64 {
 			}
 		}
 	}
-	if c, err := x509.ParseCertificate(co.Cert); err == nil && c.IsCA {
+	if c, err := cert.Parse(co.Cert); err == nil && c.IsCA {
 		return CK_CERTIFICATE_CATEGORY_AUTHORITY
 	}
 	return CK_CERTIFICATE_CATEGORY_UNSPECIFIED
