@@ -71,7 +71,8 @@
 //	                             SELECT, GET VERSION refused, CHUID, discovery)
 //	Objects{ID 01, private}   1: GET METADATA 9A (no metadata: the 9A certificate)
 //	Objects{ID 01}            2: + the 9A certificate
-//	Objects{} (everything)    per slot GET METADATA + certificate, ATTEST per generated
+//	Objects{} (everything)    per slot GET METADATA + certificate (F9: its certificate
+//	                             only, which holds the public key), ATTEST per generated
 //	                             key not attested before (see above), 5 data containers;
 //	                             0 the second time. Without metadata the key
 //	                             history object limits the retired slots read to those

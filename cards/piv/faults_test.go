@@ -3,6 +3,7 @@ package piv
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/sha512"
 	"errors"
@@ -228,9 +229,14 @@ func TestParsers(t *testing.T) {
 
 func TestAttestationKeySlotF9(t *testing.T) {
 	f := newFixture(t, pivtest.Options{}, nil)
-	objs, err := f.tok.Objects(ctxb, cards.Filter{ID: []byte{0x19}})
+	var objs []cards.Object
+	var err error
+	n, ins := f.conn.count(func() { objs, err = f.tok.Objects(ctxb, cards.Filter{ID: []byte{0x19}}) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("F9's objects took %d APDUs %v, want 1 (its certificate holds the public key)", n, ins)
 	}
 	var kinds []cards.Kind
 	for _, o := range objs {
@@ -238,11 +244,14 @@ func TestAttestationKeySlotF9(t *testing.T) {
 		if o.Kind == cards.KindPrivateKey && o.Destroyable {
 			t.Error("F9 key destroyable")
 		}
+		if o.Kind == cards.KindPublicKey && (o.Key == nil || !f.card.PublicKey(0xF9).(interface{ Equal(crypto.PublicKey) bool }).Equal(o.Key.Public)) {
+			t.Error("F9's public key is not the card's")
+		}
 	}
 	if len(kinds) != 2 || kinds[0] != cards.KindCertificate || kinds[1] != cards.KindPublicKey {
 		t.Errorf("F9 objects %v (want its certificate and public key)", kinds)
 	}
-	n, _ := f.conn.count(func() {
+	n, _ = f.conn.count(func() {
 		if _, err := f.tok.Sign(ctxb, []byte{0x19}, cards.SignRSAPKCS1, []byte("x"), nil); !errors.Is(err, cards.ErrMechanismUnsupported) {
 			t.Errorf("sign with F9: %v", err)
 		}

@@ -367,6 +367,19 @@ func (t *Token) loadKey(ctx context.Context, si *slotInfo) (*keyState, error) {
 		return c.pub, nil
 	}
 	var ks *keyState
+	if si.slot == 0xF9 {
+		// The attestation key's public half is in its certificate, which a listing reads
+		// anyway; its metadata would add an APDU for policies that never apply to it (the
+		// key signs attestations only).
+		der, err := t.loadCert(ctx, si)
+		if err != nil {
+			return nil, err
+		}
+		if ks = keyFromCertDER(der); ks != nil {
+			c.pubRead, c.pub = true, ks
+			return ks, nil
+		}
+	}
 	m, err := t.loadMeta(ctx, si.slot)
 	if err != nil {
 		return nil, err
