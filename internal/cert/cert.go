@@ -70,13 +70,13 @@ const maxRSABits = 16384
 // RFC 5280 puts them; see the package documentation for what it leaves empty instead.
 func Parse(der []byte) (*Cert, error) {
 	in := cryptobyte.String(der)
-	var whole, body, tbs, rest cryptobyte.String
+	var whole, outer, body, tbs, rest cryptobyte.String
 	if !in.ReadASN1Element(&whole, cbasn1.SEQUENCE) {
 		return nil, malformed("not a SEQUENCE")
 	}
 	c := &Cert{Raw: whole}
-	body = whole
-	if !body.ReadASN1(&body, cbasn1.SEQUENCE) || !body.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
+	outer = whole
+	if !outer.ReadASN1(&body, cbasn1.SEQUENCE) || !body.ReadASN1Element(&tbs, cbasn1.SEQUENCE) {
 		return nil, malformed("no tbsCertificate")
 	}
 	c.RawTBS = tbs
