@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/asn1"
 	"fmt"
 	"math/big"
@@ -1250,4 +1251,27 @@ func TestPINCache(t *testing.T) {
 		}
 	}
 	m.mu.RUnlock()
+}
+
+// TestCertificateAttributesX509Refuses: a certificate crypto/x509 refuses for a negative
+// serial number still gives its subject, issuer, serial number (as encoded) and dates.
+func TestCertificateAttributesX509Refuses(t *testing.T) {
+	m, _, c := setup(t)
+	der := bytes.Replace(c.certs["\x01"], []byte{0x02, 0x02, 0x12, 0x67}, []byte{0x02, 0x02, 0x92, 0x67}, 1)
+	if _, err := x509.ParseCertificate(der); err == nil {
+		t.Fatal("crypto/x509 accepts the certificate: the test shows nothing")
+	}
+	c.certs["\x01"] = der
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	cert := find1(t, m, s, CKO_CERTIFICATE, 1)
+	if sn := attr(t, m, s, cert, CKA_SERIAL_NUMBER).Value; !bytes.Equal(sn, []byte{0x02, 0x02, 0x92, 0x67}) {
+		t.Errorf("CKA_SERIAL_NUMBER % X", sn)
+	}
+	subj := attr(t, m, s, cert, CKA_SUBJECT).Value
+	if len(subj) == 0 || !bytes.Contains(subj, []byte("RSA key")) || !bytes.Equal(attr(t, m, s, cert, CKA_ISSUER).Value, subj) {
+		t.Errorf("CKA_SUBJECT % X", subj)
+	}
+	if d := attr(t, m, s, cert, CKA_END_DATE).Value; string(d) != "20340102" {
+		t.Errorf("CKA_END_DATE %q", d)
+	}
 }
