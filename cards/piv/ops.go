@@ -266,7 +266,7 @@ func (t *Token) GenerateKey(ctx context.Context, spec cards.KeyGenSpec) (cards.O
 		return cards.Object{}, t.keyErr(si, "generate", err)
 	}
 	t.noteWrite()
-	t.forget(si.slot)
+	t.keyReplaced(si.slot)
 	pub, err := parseGenerated(alg, b)
 	if err != nil {
 		return cards.Object{}, err
@@ -419,7 +419,7 @@ func (t *Token) ImportKey(ctx context.Context, spec cards.KeyGenSpec, key crypto
 		return t.keyErr(si, "import", err)
 	}
 	t.noteWrite()
-	t.forget(si.slot)
+	t.keyReplaced(si.slot)
 	return nil
 }
 
@@ -518,12 +518,8 @@ func (t *Token) DeleteObject(ctx context.Context, h string) error {
 			return fmt.Errorf("piv: delete key %s: %w", si.slot, err)
 		}
 		t.noteWrite()
-		c := t.slot(si.slot)
-		cert, certRead := c.cert, c.certRead
-		t.forget(si.slot)
-		c = t.slot(si.slot)
-		c.cert, c.certRead = cert, certRead
-		c.pubRead, c.metaRead = true, true
+		c := t.keyReplaced(si.slot)
+		c.pubRead, c.metaRead = true, true // known empty
 	}
 	return nil
 }

@@ -285,6 +285,20 @@ func (t *Token) slot(s Slot) *slotCache {
 // forget drops what is known of a slot after its key or certificate changed.
 func (t *Token) forget(s Slot) { delete(t.slots, s) }
 
+// keyReplaced drops what is known of a slot's key and its attestation after the key was
+// generated, imported or deleted, and keeps its certificate, which the card leaves as it
+// was (a YubiKey keeps an old certificate beside a new key): reading it again would cost
+// an APDU.
+func (t *Token) keyReplaced(s Slot) *slotCache {
+	old := t.slots[s]
+	t.forget(s)
+	c := t.slot(s)
+	if old != nil {
+		c.cert, c.certRead = old.cert, old.certRead
+	}
+	return c
+}
+
 // syncJournal drops what is known of the card's objects when another application changed
 // them since we last looked (cards.Journal).
 func (t *Token) syncJournal() {

@@ -266,9 +266,15 @@ func (m *Module) GenerateKeyPair(h uint64, mech Mechanism, pubTmpl, privTmpl []A
 	}); err != nil {
 		return 0, 0, err
 	}
-	objs, err := m.tokenObjects(s.ts, cards.Filter{ID: spec.ID})
-	if err != nil {
-		return 0, 0, err
+	// The key's two objects only: its certificate is what it was (an old one stays on a
+	// YubiKey), and a search reads it when asked.
+	var objs []cards.Object
+	for _, k := range []cards.Kind{cards.KindPublicKey, cards.KindPrivateKey} {
+		o, err := m.tokenObjects(s.ts, cards.Filter{ID: spec.ID, Kind: k})
+		if err != nil {
+			return 0, 0, err
+		}
+		objs = append(objs, o...)
 	}
 	var ph, qh uint64
 	m.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"encoding/asn1"
 	"math/big"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/p11-card/p11-card/cards"
@@ -21,11 +22,13 @@ import (
 
 // pivConn serves an in-process virtual card as a cards.Conn.
 type pivConn struct {
-	mu   sync.Mutex
-	card *pivtest.Card
+	mu    sync.Mutex
+	card  *pivtest.Card
+	apdus atomic.Int64 // commands sent
 }
 
 func (c *pivConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	c.apdus.Add(1)
 	return c.card.Transmit(ctx, cmd)
 }
 func (c *pivConn) Lock(ctx context.Context) (func(), bool, error) {
@@ -57,6 +60,55 @@ func newPIVCard(t *testing.T) *pivtest.Card {
 		}
 	}
 	return card
+}
+
+// TestPIVKeyGenerationAPDUs: C_GenerateKeyPair after an SO login costs the GENERATE
+// alone. The slot's certificate is not read again (the card keeps it beside the new key,
+// and it stays an object with its old value), nor read at all when no search asked for it
+// before: read as the first command of the next transaction, an absent certificate would
+// cost a SELECT and a second read.
+func TestPIVKeyGenerationAPDUs(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	if _, err := card.GenerateInSlot(0x9A, pivtest.AlgRSA2048); err != nil {
+		t.Fatal(err)
+	}
+	src := pivSource(t, card)
+	conn := src.slot.Conn.(*pivConn)
+	m := newApp(t, src)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
+	wantRV(t, m.Login(s, CKU_SO, []byte("010203040506070801020304050607080102030405060708")), CKR_OK)
+	hc := find1(t, m, s, CKO_CERTIFICATE, 1)
+	oldCert := attr(t, m, s, hc, CKA_VALUE).Value
+	ecParams, _ := asn1.Marshal(oidP256)
+	for _, id := range []byte{1, 4} { // 9A: certificate read before; 9E: none, never read
+		n := conn.apdus.Load()
+		ph, _, err := m.GenerateKeyPair(s, Mechanism{Type: CKM_EC_KEY_PAIR_GEN}, []Attr{{CKA_EC_PARAMS, ecParams}, {CKA_ID, []byte{id}}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pt []byte
+		if _, err := asn1.Unmarshal(attr(t, m, s, ph, CKA_EC_POINT).Value, &pt); err != nil {
+			t.Fatal(err)
+		}
+		slot := map[byte]byte{1: 0x9A, 4: 0x9E}[id]
+		want, _ := card.PublicKey(slot).(*ecdsa.PublicKey).Bytes()
+		if string(pt) != string(want) {
+			t.Errorf("ID %02x: the public key object is not the new key", id)
+		}
+		if got := conn.apdus.Load() - n; got != 1 {
+			t.Errorf("ID %02x: generation and its objects cost %d APDUs, want 1 (GENERATE)", id, got)
+		}
+	}
+	n := conn.apdus.Load()
+	if got := attr(t, m, s, hc, CKA_VALUE).Value; string(got) != string(oldCert) {
+		t.Error("9A's certificate object changed with its key")
+	}
+	if got := conn.apdus.Load() - n; got != 0 {
+		t.Errorf("9A's certificate read again: %d APDUs", got)
+	}
+	if got := find(t, m, s, classTmpl(CKO_CERTIFICATE, []byte{4})); len(got) != 0 {
+		t.Errorf("9E: %d certificates", len(got))
+	}
 }
 
 // TestPIVDriver runs core over the real PIV driver and the virtual YubiKey.
