@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/p11-card/p11-card/cards"
 	"github.com/p11-card/p11-card/cards/piv"
@@ -108,6 +109,52 @@ func TestPIVKeyGenerationAPDUs(t *testing.T) {
 	}
 	if got := find(t, m, s, classTmpl(CKO_CERTIFICATE, []byte{4})); len(got) != 0 {
 		t.Errorf("9E: %d certificates", len(got))
+	}
+}
+
+// TestPIVTokenInfoPINStatus: CK_TOKEN_INFO asked for again at once costs no APDU; a
+// login through this module (even a failed one) is seen by the next one, another
+// application's wrong PIN once pinStatusFresh has passed.
+func TestPIVTokenInfoPINStatus(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	src := pivSource(t, card)
+	conn := src.slot.Conn.(*pivConn)
+	m := newApp(t, src)
+	other := newApp(t, pivSource(t, card))
+	flags := func(m *Module, apdus int64) uint64 {
+		t.Helper()
+		n := conn.apdus.Load()
+		ti, err := m.TokenInfo(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := conn.apdus.Load() - n; got != apdus {
+			t.Errorf("C_GetTokenInfo: %d APDUs, want %d", got, apdus)
+		}
+		return ti.Flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_TO_BE_CHANGED)
+	}
+	if f := flags(m, 1); f != CKF_USER_PIN_TO_BE_CHANGED {
+		t.Errorf("factory PIN: flags %#x", f)
+	}
+	if f := flags(m, 0); f != CKF_USER_PIN_TO_BE_CHANGED {
+		t.Errorf("again: flags %#x", f)
+	}
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION)
+	wantRV(t, m.Login(s, CKU_USER, []byte("654321")), CKR_PIN_INCORRECT)
+	if f := flags(m, 1); f&CKF_USER_PIN_COUNT_LOW == 0 {
+		t.Errorf("after a wrong PIN here: flags %#x", f)
+	}
+	login(t, m, s) // the right PIN resets the counter
+	if f := flags(m, 1); f&CKF_USER_PIN_COUNT_LOW != 0 {
+		t.Errorf("after the right PIN: flags %#x", f)
+	}
+	os2, _ := other.OpenSession(1, CKF_SERIAL_SESSION)
+	wantRV(t, other.Login(os2, CKU_USER, []byte("654321")), CKR_PIN_INCORRECT)
+	flags(m, 0) // within pinStatusFresh: what this module read last
+	defer func(d time.Duration) { pinStatusFresh = d }(pinStatusFresh)
+	pinStatusFresh = 0
+	if f := flags(m, 1); f&CKF_USER_PIN_COUNT_LOW == 0 {
+		t.Errorf("another application's wrong PIN, status read again: flags %#x", f)
 	}
 }
 

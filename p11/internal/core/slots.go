@@ -29,7 +29,8 @@ type tokenState struct {
 	pinPad  bool
 	removed <-chan struct{}
 
-	io sync.Mutex // serialises card I/O on this token
+	io   sync.Mutex // serialises card I/O on this token
+	pins pinStatus  // guarded by io
 
 	mechOnce sync.Once
 	mechs    map[uint64]MechInfo // see Module.mechanisms
@@ -213,20 +214,27 @@ func (m *Module) TokenInfo(id uint64) (TokenInfo, error) {
 	if ts.pinPad {
 		ti.Flags |= CKF_PROTECTED_AUTHENTICATION_PATH
 	}
-	var user, so cards.PINStatus
-	var uerr, serr error
-	err = m.io(ts, func(ctx context.Context, tok cards.Token) error {
-		user, uerr = tok.PINStatus(ctx, cards.RoleUser)
+	var p pinStatus
+	err = m.ioPINs(ts, func(ctx context.Context, tok cards.Token) error {
+		if p = ts.pins; !p.at.IsZero() && time.Since(p.at) < pinStatusFresh {
+			return nil
+		}
+		p = pinStatus{at: time.Now()}
+		p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
 		if in.SOSecret == "pin" {
-			so, serr = tok.PINStatus(ctx, cards.RoleSO)
+			p.so, p.serr = tok.PINStatus(ctx, cards.RoleSO)
 		} else {
-			serr = cards.ErrNotSupported
+			p.serr = cards.ErrNotSupported
+		}
+		if p.uerr == nil && (p.serr == nil || errors.Is(p.serr, cards.ErrNotSupported)) {
+			ts.pins = p
 		}
 		return nil
 	})
 	if err != nil {
 		return TokenInfo{}, err
 	}
+	user, uerr, so, serr := p.user, p.uerr, p.so, p.serr
 	if uerr == nil {
 		ti.Flags |= pinFlags(user, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED)
 	} else if errors.Is(uerr, slotmgr.ErrTokenRemoved) {
@@ -264,9 +272,30 @@ func pinFlags(p cards.PINStatus, low, final, locked, change uint64) uint64 {
 	return f
 }
 
+// pinStatus is what TokenInfo read of the PINs, kept for pinStatusFresh: applications ask
+// for CK_TOKEN_INFO several times in a row (pkcs11-tool twice before it signs, NSS at
+// every slot event), and each reading is a card transaction. Any other operation on the
+// token drops it, as it may have changed a PIN's state; another application's wrong PIN
+// shows within pinStatusFresh.
+type pinStatus struct {
+	user, so   cards.PINStatus
+	uerr, serr error
+	at         time.Time // zero: nothing kept
+}
+
+var pinStatusFresh = time.Second
+
 // io runs f on the token with the slot's I/O lock held (no table lock) and turns an error
-// after the card left into CKR_DEVICE_REMOVED.
+// after the card left into CKR_DEVICE_REMOVED. The PIN status TokenInfo kept is dropped.
 func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
+	return m.ioPINs(ts, func(ctx context.Context, tok cards.Token) error {
+		ts.pins = pinStatus{}
+		return f(ctx, tok)
+	})
+}
+
+// ioPINs is io keeping the PIN status: for TokenInfo, which reads it.
+func (m *Module) ioPINs(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
 	src, _, err := m.state()
 	if err != nil {
 		return err
