@@ -100,3 +100,57 @@ func ignore(err, want error) error {
 	}
 	return nil
 }
+
+// TestNewKeyKeepsCertificate: generating, importing or deleting a slot's key leaves the
+// card's certificate object as it was (a YubiKey keeps it beside the new key), and the
+// driver keeps what it read of it: no APDU reads it again. The key itself is read anew.
+func TestNewKeyKeepsCertificate(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgRSA2048)
+	conn := &testConn{card: card}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	certOf := func() []byte {
+		t.Helper()
+		o, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindCertificate})
+		if err != nil || len(o) != 1 {
+			t.Fatalf("certificate 01: %d objects, %v", len(o), err)
+		}
+		return o[0].Cert
+	}
+	old := certOf()
+	mustLogin(t, tok, cards.RoleSO, defaultMgmtHex)
+	ek, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, s := range []struct {
+		name       string
+		run        func() error
+		keys, cost int // private keys listed after the step, and the APDUs that costs
+	}{
+		{"generate", func() error {
+			_, err := tok.GenerateKey(ctxb, cards.KeyGenSpec{ID: []byte{1}, Alg: cards.AlgECP256})
+			return err
+		}, 1, 0}, // the GENERATE answer gave the key
+		{"import", func() error { return tok.ImportKey(ctxb, cards.KeyGenSpec{ID: []byte{1}}, ek) }, 1, 1}, // GET METADATA
+		{"delete key", func() error { return tok.DeleteObject(ctxb, "9a/priv") }, 0, 0},
+	} {
+		if err := s.run(); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		var got []byte
+		if n, ins := conn.count(func() { got = certOf() }); n != 0 {
+			t.Errorf("after %s: the certificate cost %d APDUs %v", s.name, n, ins)
+		}
+		if string(got) != string(old) {
+			t.Errorf("after %s: the certificate changed", s.name)
+		}
+		var keys []cards.Object
+		n, ins := conn.count(func() {
+			keys, err = tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey})
+		})
+		if err != nil || len(keys) != s.keys || n != s.cost {
+			t.Errorf("after %s: %d private keys (%v) for %d APDUs %v; want %d for %d", s.name, len(keys), err, n, ins, s.keys, s.cost)
+		}
+	}
+}
