@@ -25,7 +25,8 @@ type object struct {
 // tokenObjects lists the card's objects matching f (drivers cache what they read).
 func (m *Module) tokenObjects(ts *tokenState, f cards.Filter) ([]cards.Object, error) {
 	var objs []cards.Object
-	err := m.io(ts, func(ctx context.Context, tok cards.Token) error {
+	// Reading objects sends no PIN command: the PIN status TokenInfo read stays.
+	err := m.ioPINs(ts, func(ctx context.Context, tok cards.Token) error {
 		var err error
 		objs, err = tok.Objects(ctx, f)
 		return err

@@ -113,14 +113,16 @@ func TestPIVKeyGenerationAPDUs(t *testing.T) {
 }
 
 // TestPIVTokenInfoPINStatus: CK_TOKEN_INFO asked for again at once costs no APDU; a
-// login through this module (even a failed one) is seen by the next one, another
-// application's wrong PIN once pinStatusFresh has passed.
+// login through this module is seen by the next one (a failed one read from the card, a
+// right PIN's reset counter without an APDU), another application's wrong PIN once
+// pinStatusFresh has passed.
 func TestPIVTokenInfoPINStatus(t *testing.T) {
 	card := pivtest.MustNew(pivtest.Options{})
 	src := pivSource(t, card)
 	conn := src.slot.Conn.(*pivConn)
 	m := newApp(t, src)
 	other := newApp(t, pivSource(t, card))
+	defer func(d time.Duration) { pinStatusFresh = d }(pinStatusFresh)
 	flags := func(m *Module, apdus int64) uint64 {
 		t.Helper()
 		n := conn.apdus.Load()
@@ -145,13 +147,22 @@ func TestPIVTokenInfoPINStatus(t *testing.T) {
 		t.Errorf("after a wrong PIN here: flags %#x", f)
 	}
 	login(t, m, s) // the right PIN resets the counter
-	if f := flags(m, 1); f&CKF_USER_PIN_COUNT_LOW != 0 {
+	if f := flags(m, 0); f != CKF_USER_PIN_TO_BE_CHANGED {
 		t.Errorf("after the right PIN: flags %#x", f)
 	}
+	find(t, m, s, nil) // objects read, no PIN command
+	wantRV(t, m.Logout(s), CKR_OK)
+	if f := flags(m, 0); f != CKF_USER_PIN_TO_BE_CHANGED {
+		t.Errorf("after a listing and logout: flags %#x", f)
+	}
+	pinStatusFresh = 0 // what the card says now agrees
+	if f := flags(m, 1); f != CKF_USER_PIN_TO_BE_CHANGED {
+		t.Errorf("read again: flags %#x", f)
+	}
+	pinStatusFresh = time.Second
 	os2, _ := other.OpenSession(1, CKF_SERIAL_SESSION)
 	wantRV(t, other.Login(os2, CKU_USER, []byte("654321")), CKR_PIN_INCORRECT)
 	flags(m, 0) // within pinStatusFresh: what this module read last
-	defer func(d time.Duration) { pinStatusFresh = d }(pinStatusFresh)
 	pinStatusFresh = 0
 	if f := flags(m, 1); f&CKF_USER_PIN_COUNT_LOW == 0 {
 		t.Errorf("another application's wrong PIN, status read again: flags %#x", f)

@@ -210,8 +210,10 @@ func (m *Module) Login(h uint64, userType uint64, pin []byte) error {
 	case want == loginSO && roExists:
 		return errRV(CKR_SESSION_READ_ONLY_EXISTS, "read-only session open")
 	}
-	if err := m.io(ts, func(ctx context.Context, tok cards.Token) error {
-		return tok.Login(ctx, role, pin)
+	if err := m.ioPINs(ts, func(ctx context.Context, tok cards.Token) error {
+		err := tok.Login(ctx, role, pin)
+		ts.pins.afterLogin(role, err)
+		return err
 	}); err != nil {
 		return err
 	}
@@ -241,8 +243,10 @@ func (m *Module) contextLogin(s *session, pin []byte) error {
 	// own card transaction, so no other operation can use this authorisation. With a PIN
 	// pad (nil) the user types the PIN once, for the operation itself.
 	if pin != nil {
-		if err := m.io(s.ts, func(ctx context.Context, tok cards.Token) error {
-			return tok.Login(ctx, cards.RoleUser, pin)
+		if err := m.ioPINs(s.ts, func(ctx context.Context, tok cards.Token) error {
+			err := tok.Login(ctx, cards.RoleUser, pin)
+			s.ts.pins.afterLogin(cards.RoleUser, err)
+			return err
 		}); err != nil {
 			return err
 		}
@@ -284,9 +288,10 @@ func (m *Module) logoutLocked(ts *tokenState) {
 	}
 }
 
-// cardLogout drops the card's security state (best effort: the card may be gone).
+// cardLogout drops the card's security state (best effort: the card may be gone). No
+// PIN's counter changes: the PIN status TokenInfo read stays.
 func (m *Module) cardLogout(ts *tokenState) {
-	if err := m.io(ts, func(ctx context.Context, tok cards.Token) error { return tok.Logout(ctx) }); err != nil {
+	if err := m.ioPINs(ts, func(ctx context.Context, tok cards.Token) error { return tok.Logout(ctx) }); err != nil {
 		logf("logout: %v", err)
 	}
 }

@@ -274,13 +274,31 @@ func pinFlags(p cards.PINStatus, low, final, locked, change uint64) uint64 {
 
 // pinStatus is what TokenInfo read of the PINs, kept for pinStatusFresh: applications ask
 // for CK_TOKEN_INFO several times in a row (pkcs11-tool twice before it signs, NSS at
-// every slot event), and each reading is a card transaction. Any other operation on the
-// token drops it, as it may have changed a PIN's state; another application's wrong PIN
-// shows within pinStatusFresh.
+// every slot event), and each reading is a card transaction. Reading objects and logging
+// out keep it; a login updates it (afterLogin); any other operation on the token drops it,
+// as it may have changed a PIN's state. Another application's wrong PIN shows within
+// pinStatusFresh.
 type pinStatus struct {
 	user, so   cards.PINStatus
 	uerr, serr error
 	at         time.Time // zero: nothing kept
+}
+
+// afterLogin updates the kept status after a login as role: a right PIN resets its retry
+// counter to the limit (ISO 7816-4 VERIFY, as PIV and OpenPGP cards do); after a failure,
+// or with no limit known, the status is read again.
+func (p *pinStatus) afterLogin(role cards.Role, err error) {
+	st := &p.user
+	if role == cards.RoleSO {
+		st = &p.so
+	}
+	switch {
+	case p.at.IsZero():
+	case err == nil && st.MaxRetries > 0:
+		st.Retries, st.Blocked = st.MaxRetries, false
+	default:
+		*p = pinStatus{}
+	}
 }
 
 var pinStatusFresh = time.Second
@@ -294,7 +312,8 @@ func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token)
 	})
 }
 
-// ioPINs is io keeping the PIN status: for TokenInfo, which reads it.
+// ioPINs is io keeping the PIN status, for what sends no PIN command: TokenInfo, which
+// reads it, and object listings.
 func (m *Module) ioPINs(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
 	src, _, err := m.state()
 	if err != nil {
