@@ -36,10 +36,12 @@ import (
 // benchModule is a PKCS#11 module under comparison.
 type benchModule struct{ name, path string }
 
-// benchOp is one pkcs11-tool process, as an application would run it.
+// benchOp is one process, as an application would run it: pkcs11-tool with args, or
+// the command cmd gives for a module (other PKCS#11 clients).
 type benchOp struct {
 	name string
 	args []string
+	cmd  func(m benchModule) []string
 }
 
 // BenchRow is one operation measured on one module.
@@ -124,15 +126,39 @@ func TestBench(t *testing.T) {
 	peerFile := writeFile(t, "peer.der", spki)
 	login := []string{"--login", "--pin", modPIN}
 	ops := []benchOp{
-		{"initialize, list slots", []string{"-L"}},
-		{"list public objects", []string{"-O"}},
-		{"login, list every object", append([]string{"-O"}, login...)},
-		{"sign RSA-2048 PKCS#1", append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...)},
-		{"sign ECDSA P-256", append([]string{"--sign", "--id", "04", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...)},
-		{"ECDH P-256", append([]string{"--derive", "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", peerFile, "--output-file", out}, login...)},
-		{"decrypt RSA-2048", append([]string{"--decrypt", "--id", "03", "-m", "RSA-PKCS", "--input-file", ctFile, "--output-file", out}, login...)},
-		{"generate EC P-256 key pair", []string{"--keypairgen", "--login", "--login-type", "so", "--so-pin", modMgmt, "--key-type", "EC:prime256v1", "--id", "06"}},
+		{name: "initialize, list slots", args: []string{"-L"}},
+		{name: "list public objects", args: []string{"-O"}},
+		{name: "login, list every object", args: append([]string{"-O"}, login...)},
+		{name: "sign RSA-2048 PKCS#1", args: append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...)},
+		{name: "sign ECDSA P-256", args: append([]string{"--sign", "--id", "04", "-m", "ECDSA-SHA256", "--input-file", data, "--output-file", out}, login...)},
+		{name: "ECDH P-256", args: append([]string{"--derive", "--id", "05", "-m", "ECDH1-DERIVE", "--input-file", peerFile, "--output-file", out}, login...)},
+		{name: "decrypt RSA-2048", args: append([]string{"--decrypt", "--id", "03", "-m", "RSA-PKCS", "--input-file", ctFile, "--output-file", out}, login...)},
+		{name: "generate EC P-256 key pair", args: []string{"--keypairgen", "--login", "--login-type", "so", "--so-pin", modMgmt, "--key-type", "EC:prime256v1", "--id", "06"}},
 	}
+	// Other clients, as their users run them: NSS (a database per module, as Firefox has
+	// a profile), OpenSSH, GnuTLS.
+	nssDB := map[string]string{}
+	for _, m := range mods {
+		nssDB[m.name] = "sql:" + t.TempDir()
+		runTool(t, "certutil", "-N", "-d", nssDB[m.name], "--empty-password")
+		runTool(t, "modutil", "-dbdir", nssDB[m.name], "-add", "bench", "-libfile", m.path, "-force")
+	}
+	pinFile := writeFile(t, "pin", []byte(modPIN+"\n"))
+	ops = append(ops,
+		benchOp{name: "NSS: certutil -L (certificates)", cmd: func(m benchModule) []string {
+			return []string{"certutil", "-L", "-h", "all", "-d", nssDB[m.name]}
+		}},
+		benchOp{name: "NSS: certutil -K (login, keys)", cmd: func(m benchModule) []string {
+			return []string{"certutil", "-K", "-h", "YubiKey PIV #12345678", "-d", nssDB[m.name], "-f", pinFile}
+		}},
+		benchOp{name: "OpenSSH: ssh-keygen -D", cmd: func(m benchModule) []string { return []string{"ssh-keygen", "-D", m.path} }},
+		benchOp{name: "GnuTLS: p11tool --list-all", cmd: func(m benchModule) []string {
+			return []string{"p11tool", "--provider", m.path, "--list-all"}
+		}},
+		benchOp{name: "GnuTLS: p11tool --login --list-privkeys", cmd: func(m benchModule) []string {
+			return []string{"p11tool", "--provider", m.path, "--login", "--set-pin", modPIN, "--list-privkeys"}
+		}},
+	)
 
 	rep := BenchReport{Runs: runs, MemoryKB: map[string]int{}, AnonKB: map[string]int{}}
 	for _, op := range ops {
@@ -144,12 +170,16 @@ func TestBench(t *testing.T) {
 				n0, c0 := log.Count(), r.ClientCalls()
 				logAt := fileSize(r.LogPath())
 				start := time.Now()
-				o, err := runToolErr(t, "pkcs11-tool", append([]string{"--module", m.path}, op.args...)...)
+				cmd := append([]string{"pkcs11-tool", "--module", m.path}, op.args...)
+				if op.cmd != nil {
+					cmd = op.cmd(m)
+				}
+				o, err := runToolErr(t, cmd[0], cmd[1:]...)
 				walls = append(walls, float64(time.Since(start).Microseconds())/1000)
 				if err != nil {
 					row.Error = firstLine(o, err)
 				}
-				if i == 0 {
+				if i == 0 && op.cmd == nil {
 					row.Objects = listedObjects(o)
 				}
 				apdus += log.Count() - n0
@@ -496,7 +526,7 @@ func firstLine(out string, err error) string {
 func (rep BenchReport) write(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd; each cell is one pkcs11-tool process; wall time is the median of %d runs. Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
+	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd; each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs. Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
 	fmt.Fprintln(&b, "| operation | module | objects | APDUs | PC/SC calls | wall ms | APDU ratio | PC/SC ratio | time ratio |")
 	fmt.Fprintln(&b, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	ours := map[string]BenchRow{}
