@@ -312,8 +312,8 @@ func (m *Module) io(ts *tokenState, f func(ctx context.Context, tok cards.Token)
 	})
 }
 
-// ioPINs is io keeping the PIN status, for what sends no PIN command: TokenInfo, which
-// reads it, and object listings.
+// ioPINs is io leaving the kept PIN status to f: TokenInfo reads it, object listings and
+// logouts leave it as it is (no PIN counter changes), logins update it.
 func (m *Module) ioPINs(ts *tokenState, f func(ctx context.Context, tok cards.Token) error) error {
 	src, _, err := m.state()
 	if err != nil {
