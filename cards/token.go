@@ -93,6 +93,13 @@ type PINStatus struct {
 	Verified bool
 }
 
+// PINStatuses is implemented by tokens that read several secrets' states in one
+// command (an OpenPGP card's PW status bytes hold every counter): the engine asks for the
+// roles it needs together. The result is in the order of roles.
+type PINStatuses interface {
+	PINStatuses(ctx context.Context, roles ...Role) ([]PINStatus, error)
+}
+
 // Kind is the class of a token object.
 type Kind int
 
@@ -285,7 +292,8 @@ type Token interface {
 	// Login verifies the secret of role. A wrong one gives *apdu.VerifyError (tries left)
 	// or an error wrapping ErrPINBlocked.
 	Login(ctx context.Context, role Role, secret []byte) error
-	// Logout drops the card's security state for every role.
+	// Logout drops the security state this token's logins and operations set on the card,
+	// for every role.
 	Logout(ctx context.Context) error
 	ChangePIN(ctx context.Context, role Role, old, new []byte) error
 	// Unblock sets a new user PIN with the unblocking secret (PIV PUK, OpenPGP reset code

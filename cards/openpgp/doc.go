@@ -42,8 +42,11 @@
 //
 // # Limits
 //
-//   - PINStatus reads C4 (one APDU) and cannot tell whether a PIN is verified right now;
-//     MaxRetries is the spec default 3 (the card does not report it).
+//   - PINStatus reads C4 (one APDU, for every role at once with cards.PINStatuses) and
+//     cannot tell whether a PIN is verified right now; MaxRetries is the spec default 3
+//     (the card does not report it).
+//   - Logout resets the PINs this token verified since the application was selected (a
+//     user login leaves PW3 alone, which another application may have verified).
 //   - 6E, keys and certificates are cached. Changes made by other processes using these
 //     drivers are seen at the next operation (cards.Journal: every write is noted, and a
 //     token whose card another process changed reads 6E again); changes made by other

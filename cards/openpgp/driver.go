@@ -88,6 +88,7 @@ func (d Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token
 }
 
 func (t *Token) selectApp(ctx context.Context) error {
+	t.verified = 0 // a SELECT (or the reset before it) clears the card's security state
 	r, err := apdu.Exchange(ctx, t.conn, apdu.Command{INS: insSelect, P1: 0x04, Data: ridOpenPGP}, apdu.Options{})
 	if err != nil {
 		return err

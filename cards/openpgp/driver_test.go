@@ -753,6 +753,7 @@ func TestPolicies(t *testing.T) {
 // application again.
 func TestLogoutFallback(t *testing.T) {
 	r := open(t, pgptest.ModeYubiKey)
+	r.loginUser(t)
 	n := r.faults.Commands()
 	r.faults.Set(func(f *vcard.Faults) { f.Count = vcard.INS(0x20); f.SWAt = map[int]uint16{n + 1: 0x6B00} })
 	r.log.Clear()
@@ -983,4 +984,60 @@ func TestJournalAcrossApplications(t *testing.T) {
 	if n0 := bLog.Count(); certs(b) != 1 || bLog.Count() != n0 {
 		t.Errorf("after the re-read: %d APDUs", bLog.Count()-n0)
 	}
+}
+
+// TestLogoutResetsWhatWasVerified: Logout resets the PINs this token verified and no
+// other (PW3 may be another application's); nothing verified, or a reset since, costs no
+// APDU.
+func TestLogoutResetsWhatWasVerified(t *testing.T) {
+	resets := func(r *rig) []byte {
+		var refs []byte
+		for _, e := range r.log.Entries() {
+			if len(e.Cmd) >= 4 && e.Cmd[1] == 0x20 && e.Cmd[2] == 0xFF {
+				refs = append(refs, e.Cmd[3])
+			}
+		}
+		return refs
+	}
+	forModes(t, func(t *testing.T, m pgptest.Mode) {
+		r := open(t, m)
+		if err := r.card.PutKey(0, ed25519.NewKeyFromSeed(make([]byte, 32)), bytes.Repeat([]byte{1}, 20)); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.tok.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		user := []byte{0x82} // PW1 for one signature only: the login leaves 81 to each signature
+		if r.tok.AppData().PW.PW1Multi {
+			user = []byte{0x81, 0x82}
+		}
+		for _, s := range []struct {
+			name  string
+			login func()
+			want  []byte
+		}{
+			{"nothing verified", func() {}, nil},
+			{"user", func() { r.loginUser(t) }, user},
+			{"SO", func() {
+				if err := r.tok.Login(ctx, cards.RoleSO, []byte("12345678")); err != nil {
+					t.Fatal(err)
+				}
+			}, []byte{0x83}},
+			{"user, then a reset", func() { r.loginUser(t); r.conn.ResetCard() }, nil},
+			{"a signature with its PIN", func() {
+				if _, err := r.tok.Sign(ctx, []byte{1}, cards.SignEdDSA, []byte("m"), &cards.Auth{PIN: []byte("123456")}); err != nil {
+					t.Fatal(err)
+				}
+			}, []byte{0x81}},
+		} {
+			s.login()
+			r.log.Clear()
+			if err := r.tok.Logout(ctx); err != nil {
+				t.Fatalf("%s: %v", s.name, err)
+			}
+			if got := resets(r); !bytes.Equal(got, s.want) {
+				t.Errorf("%s: logout reset % X, want % X", s.name, got, s.want)
+			}
+		}
+	})
 }

@@ -115,8 +115,12 @@ func (t *Token) verify(ctx context.Context, ref byte, pin []byte) error {
 	if err != nil {
 		return t.pinErr(fmt.Sprintf("verify %02X", ref), ref, err)
 	}
+	t.verified |= pwBit(ref)
 	return nil
 }
+
+// pwBit is ref's bit in Token.verified.
+func pwBit(ref byte) uint8 { return 1 << (ref - pwSign) }
 
 func wipe(b []byte) {
 	for i := range b {
@@ -128,36 +132,44 @@ func wipe(b []byte) {
 // answers an empty VERIFY with 6A80, so the counters in C4 are the one source every card
 // gives. The card's default retry count (3) is reported as the maximum.
 func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus, error) {
-	if role != cards.RoleUser && role != cards.RoleSO && role != cards.RolePUK {
-		return cards.PINStatus{}, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+	st, err := t.PINStatuses(ctx, role)
+	if err != nil {
+		return cards.PINStatus{}, err
+	}
+	return st[0], nil
+}
+
+// PINStatuses implements cards.PINStatuses: C4 holds the counters of PW1, the reset code
+// and PW3, so one GET DATA answers for every role.
+func (t *Token) PINStatuses(ctx context.Context, roles ...cards.Role) ([]cards.PINStatus, error) {
+	for _, role := range roles {
+		if role != cards.RoleUser && role != cards.RoleSO && role != cards.RolePUK {
+			return nil, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+		}
 	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
-		return cards.PINStatus{}, err
+		return nil, err
 	}
 	defer unlock()
 	b, err := t.getData(ctx, doPWStatus)
 	if err != nil {
-		return cards.PINStatus{}, fmt.Errorf("openpgp: PW status: %w", err)
+		return nil, fmt.Errorf("openpgp: PW status: %w", err)
 	}
 	if v, ok, err := apdu.Find(b, doPWStatus); err == nil && ok {
 		b = v
 	}
 	st, err := parsePWStatus(b)
 	if err != nil {
-		return cards.PINStatus{}, err
+		return nil, err
 	}
 	t.ad.PW = st
-	var n int
-	switch role {
-	case cards.RoleUser:
-		n = st.PW1Retries
-	case cards.RoleSO:
-		n = st.PW3Retries
-	default:
-		n = st.RCRetries
+	out := make([]cards.PINStatus, len(roles))
+	for i, role := range roles {
+		n := map[cards.Role]int{cards.RoleUser: st.PW1Retries, cards.RoleSO: st.PW3Retries, cards.RolePUK: st.RCRetries}[role]
+		out[i] = cards.PINStatus{Retries: n, MaxRetries: max(3, n), Blocked: n == 0}
 	}
-	return cards.PINStatus{Retries: n, MaxRetries: max(3, n), Blocked: n == 0}, nil
+	return out, nil
 }
 
 // Login implements cards.Token. RoleUser verifies PW1 for decryption and authentication (82)
@@ -184,17 +196,25 @@ func (t *Token) Login(ctx context.Context, role cards.Role, secret []byte) error
 	return fmt.Errorf("%w: openpgp: login as %s", cards.ErrNotSupported, role)
 }
 
-// Logout implements cards.Token: VERIFY with P1=FF for each PIN (3.x, spec 3.4 §7.2.2);
-// cards without it (2.x) are reset by selecting the application again.
+// Logout implements cards.Token: VERIFY with P1=FF (3.x, spec 3.4 §7.2.2) for each PIN
+// this token verified (a user login leaves PW3 as another application may have set it);
+// cards without it (2.x) are reset by selecting the application again. Nothing verified
+// since the last selection: no APDU.
 func (t *Token) Logout(ctx context.Context) error {
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	if t.verified == 0 {
+		return nil
+	}
 	if t.ad.AID.Version.Major >= 3 {
 		ok := true
 		for _, ref := range []byte{pwSign, pwOther, pwAdmin} {
+			if t.verified&pwBit(ref) == 0 {
+				continue
+			}
 			if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insVerify, P1: 0xFF, P2: ref}, t.opt); err != nil {
 				var se *apdu.StatusError
 				if !errors.As(err, &se) {
@@ -203,6 +223,7 @@ func (t *Token) Logout(ctx context.Context) error {
 				ok = false
 				break
 			}
+			t.verified &^= pwBit(ref)
 		}
 		if ok {
 			return nil
@@ -239,6 +260,9 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 		defer wipe(n)
 		data := append(append(make([]byte, 0, len(o)+len(n)), o...), n...)
 		defer wipe(data)
+		// Whether a card counts the change as a verification is its own affair: Logout
+		// resets the PIN either way.
+		t.verified |= map[byte]uint8{pwSign: pwBit(pwSign) | pwBit(pwOther), pwAdmin: pwBit(pwAdmin)}[ref]
 		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insChangeRef, P2: ref, Data: data}, t.opt); err != nil {
 			return t.pinErr("change "+p.String(), ref, err)
 		}
@@ -279,6 +303,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 		return err
 	}
 	defer wipe(n)
+	t.verified |= pwBit(pwSign) | pwBit(pwOther) // as for ChangePIN
 	switch role {
 	case cards.RolePUK:
 		rc, err := t.encode(ctx, pwRC, secret)

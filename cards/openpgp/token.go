@@ -22,6 +22,10 @@ type Token struct {
 	kdf       KDF
 	kdfLoaded bool
 
+	// verified holds the PW references (bit ref-0x81: 81, 82, 83) this token verified
+	// since the application was last selected: what Logout resets.
+	verified uint8
+
 	keys [3]keyCache
 
 	// journal tells of changes other processes made to the card (nil: off); stale says

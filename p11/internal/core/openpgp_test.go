@@ -90,5 +90,35 @@ type transmitConn struct {
 }
 
 func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	c.apdus.Add(1)
 	return c.t.Transmit(ctx, cmd)
+}
+
+// TestOpenPGPTokenInfo: one GET DATA (the PW status bytes) gives the user's and the
+// SO's PIN flags.
+func TestOpenPGPTokenInfo(t *testing.T) {
+	card := pgptest.MustNew(pgptest.Options{})
+	conn := &transmitConn{t: card}
+	tok, err := openpgp.Driver{}.Open(context.Background(), conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource()
+	genCounter++
+	src.removed = make(chan struct{})
+	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "OpenPGP reader", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
+	m := newApp(t, src)
+	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
+	wantRV(t, m.Login(s, CKU_SO, []byte("87654321")), CKR_PIN_INCORRECT)
+	n := conn.apdus.Load()
+	ti, err := m.TokenInfo(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.apdus.Load() - n; got != 1 {
+		t.Errorf("C_GetTokenInfo: %d APDUs, want 1", got)
+	}
+	if ti.Flags&CKF_SO_PIN_COUNT_LOW == 0 || ti.Flags&CKF_USER_PIN_COUNT_LOW != 0 {
+		t.Errorf("after a wrong admin PIN: flags %#x", ti.Flags)
+	}
 }

@@ -220,11 +220,22 @@ func (m *Module) TokenInfo(id uint64) (TokenInfo, error) {
 			return nil
 		}
 		p = pinStatus{at: time.Now()}
-		p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
-		if in.SOSecret == "pin" {
-			p.so, p.serr = tok.PINStatus(ctx, cards.RoleSO)
-		} else {
+		both, ok := tok.(cards.PINStatuses)
+		switch {
+		case in.SOSecret != "pin":
+			p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
 			p.serr = cards.ErrNotSupported
+		case ok:
+			var st []cards.PINStatus
+			if st, p.uerr = both.PINStatuses(ctx, cards.RoleUser, cards.RoleSO); p.uerr == nil && len(st) == 2 {
+				p.user, p.so = st[0], st[1]
+			} else if p.uerr == nil {
+				p.uerr = errRV(CKR_DEVICE_ERROR, "driver gave the wrong number of PIN states")
+			}
+			p.serr = p.uerr
+		default:
+			p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
+			p.so, p.serr = tok.PINStatus(ctx, cards.RoleSO)
 		}
 		if p.uerr == nil && (p.serr == nil || errors.Is(p.serr, cards.ErrNotSupported)) {
 			ts.pins = p
