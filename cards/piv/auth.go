@@ -378,14 +378,20 @@ func (t *Token) adminErr(err error) error {
 
 // Logout drops the PIN's security status (VERIFY with P1 FF, SP 800-73-4 part 2 §3.2.1;
 // a card that refuses it is selected again instead) and forgets the management key
-// authentication: admin operations need a new SO login. 1 APDU.
+// authentication: admin operations need a new SO login. 1 APDU; none when this token sent
+// no PIN since the card was last reset (an SO login alone: the PIN's status is another
+// application's, and no command ends the management key's authentication).
 func (t *Token) Logout(ctx context.Context) error {
+	if !t.userIn && !t.pinSent {
+		t.soIn = false
+		return nil
+	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	t.userIn, t.soIn = false, false
+	t.userIn, t.soIn, t.pinSent = false, false, false
 	if err := cards.ResetSecurityStatus(ctx, tx{t}, t.pinRef(), short); err != nil {
 		if !isStatus(err) {
 			t.reselect = true
@@ -419,6 +425,7 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 			return err
 		}
 		defer unlock()
+		t.pinSent = t.pinSent || role == cards.RoleUser
 		if err := cards.ChangeReferenceData(ctx, tx{t}, ref, data, short); err != nil {
 			if role == cards.RoleUser {
 				t.userIn = false
@@ -494,6 +501,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 		return err
 	}
 	defer unlock()
+	t.pinSent = true
 	if err := cards.ResetRetryCounter(ctx, tx{t}, 0x00, refPIN, data, short); err != nil {
 		return fmt.Errorf("piv: unblock PIN: %w", err)
 	}

@@ -154,3 +154,39 @@ func TestNewKeyKeepsCertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestLogoutResetsOwnPIN: Logout resets the PIN only when this token sent one since the
+// last reset (a login, a signature with its PIN, a change or unblock); after an SO login
+// alone it sends nothing, and the SO is logged out all the same.
+func TestLogoutResetsOwnPIN(t *testing.T) {
+	card := pivtest.MustNew(pivtest.Options{})
+	provision(t, card, 0x9A, pivtest.AlgECCP256)
+	conn := &testConn{card: card}
+	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logout := func(what string, want int) {
+		t.Helper()
+		if n, ins := conn.count(func() { err = tok.Logout(ctxb) }); err != nil || n != want {
+			t.Errorf("logout after %s: %d APDUs %v (%v), want %d", what, n, ins, err, want)
+		}
+	}
+	logout("nothing", 0)
+	mustLogin(t, tok, cards.RoleSO, defaultMgmtHex)
+	logout("an SO login", 0)
+	if _, err := tok.GenerateKey(ctxb, cards.KeyGenSpec{ID: []byte{2}, Alg: cards.AlgECP256}); !errors.Is(err, cards.ErrLoginRequired) {
+		t.Errorf("generate after the SO logged out: %v", err)
+	}
+	mustLogin(t, tok, cards.RoleUser, "123456")
+	logout("a user login", 1)
+	if _, err := tok.Sign(ctxb, []byte{1}, cards.SignECDSA, make([]byte, 32), &cards.Auth{PIN: []byte("123456")}); err != nil {
+		t.Fatal(err)
+	}
+	logout("a signature with its PIN", 1)
+	if err := tok.ChangePIN(ctxb, cards.RoleUser, []byte("123456"), []byte("654321")); err != nil {
+		t.Fatal(err)
+	}
+	logout("a PIN change", 1)
+	logout("the logout", 0)
+}

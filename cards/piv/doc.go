@@ -86,7 +86,8 @@
 //	                             management key: +5: admin data, printed info, GET
 //	                             METADATA 9B, GENERAL AUTHENTICATE ×2)
 //	PINStatus                 1: GET METADATA 80/81/9B (no metadata: empty VERIFY)
-//	Logout                    1: VERIFY with P1 FF
+//	Logout                    1: VERIFY with P1 FF (0 when this token sent no PIN: an
+//	                             SO login alone)
 //	after a reset             +1: SELECT, logins forgotten
 //
 // A whole signing tool run (bind, find the key by ID, login, sign) is 6 APDUs; on the same

@@ -30,8 +30,9 @@ type Token struct {
 	serial  uint32
 	disc    *discovery
 
-	// What this token did to the card's security state since the last reset.
-	userIn, soIn bool
+	// What this token did to the card's security state since the last reset. pinSent:
+	// a PIN change or unblock was sent, after which a card may count the PIN as verified.
+	userIn, soIn, pinSent bool
 	// reselect: a transport error left the card's state unknown; the next operation
 	// selects the application first.
 	reselect bool
@@ -112,7 +113,7 @@ func (t *Token) begin(ctx context.Context) (func(), error) {
 	t.first = true
 	if reset || t.reselect {
 		trace.Printf("piv", "card reset (or in doubt): selecting PIV again, logins forgotten")
-		t.userIn, t.soIn = false, false
+		t.userIn, t.soIn, t.pinSent = false, false, false
 		if err := t.selectApp(ctx); err != nil {
 			unlock()
 			return nil, err
@@ -172,7 +173,7 @@ func (x tx) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 		return resp, nil
 	}
 	trace.Printf("piv", "another application was selected: selecting PIV again, logins forgotten")
-	t.userIn, t.soIn = false, false
+	t.userIn, t.soIn, t.pinSent = false, false, false
 	if err := t.selectApp(ctx); err != nil {
 		return nil, err
 	}
