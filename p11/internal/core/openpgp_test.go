@@ -12,7 +12,6 @@ import (
 
 	"github.com/p11-card/p11-card/cards/openpgp"
 	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
-	"github.com/p11-card/p11-card/slotmgr"
 )
 
 // TestOpenPGPDriver runs core over the real OpenPGP driver and the virtual card: the
@@ -28,16 +27,7 @@ func TestOpenPGPDriver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	conn := &transmitConn{t: card}
-	tok, err := openpgp.Driver{}.Open(context.Background(), conn, card.ATR())
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newFakeSource()
-	genCounter++
-	src.removed = make(chan struct{})
-	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "OpenPGP reader", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
-	m := newApp(t, src)
+	m, _ := openpgpApp(t, card)
 	mechs, err := m.Mechanisms(1)
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +79,17 @@ type transmitConn struct {
 	}
 }
 
+// openpgpApp is an application over the real OpenPGP driver and card.
+func openpgpApp(t *testing.T, card *pgptest.Card) (*Module, *transmitConn) {
+	t.Helper()
+	conn := &transmitConn{t: card}
+	tok, err := openpgp.Driver{}.Open(context.Background(), conn, card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newApp(t, tokenSource(conn, tok, "OpenPGP reader")), conn
+}
+
 func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	c.apdus.Add(1)
 	return c.t.Transmit(ctx, cmd)
@@ -97,17 +98,7 @@ func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error)
 // TestOpenPGPTokenInfo: one GET DATA (the PW status bytes) gives the user's and the
 // SO's PIN flags.
 func TestOpenPGPTokenInfo(t *testing.T) {
-	card := pgptest.MustNew(pgptest.Options{})
-	conn := &transmitConn{t: card}
-	tok, err := openpgp.Driver{}.Open(context.Background(), conn, card.ATR())
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newFakeSource()
-	genCounter++
-	src.removed = make(chan struct{})
-	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "OpenPGP reader", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
-	m := newApp(t, src)
+	m, conn := openpgpApp(t, pgptest.MustNew(pgptest.Options{}))
 	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
 	wantRV(t, m.Login(s, CKU_SO, []byte("87654321")), CKR_PIN_INCORRECT)
 	n := conn.apdus.Load()

@@ -45,10 +45,15 @@ func pivSource(t *testing.T, card *pivtest.Card) *fakeSource {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tokenSource(conn, tok, "Yubico YubiKey 00")
+}
+
+// tokenSource is a slot source with one slot holding tok, bound over conn.
+func tokenSource(conn cards.Conn, tok cards.Token, reader string) *fakeSource {
 	src := newFakeSource()
 	genCounter++
 	src.removed = make(chan struct{})
-	src.slot = slotmgr.SlotInfo{ID: 1, Reader: "Yubico YubiKey 00", Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
+	src.slot = slotmgr.SlotInfo{ID: 1, Reader: reader, Present: true, CardPresent: true, Gen: genCounter, Token: tok, Conn: conn, Removed: src.removed}
 	return src
 }
 
