@@ -105,13 +105,9 @@ func ignore(err, want error) error {
 // card's certificate object as it was (a YubiKey keeps it beside the new key), and the
 // driver keeps what it read of it: no APDU reads it again. The key itself is read anew.
 func TestNewKeyKeepsCertificate(t *testing.T) {
-	card := pivtest.MustNew(pivtest.Options{})
-	provision(t, card, 0x9A, pivtest.AlgRSA2048)
-	conn := &testConn{card: card}
-	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgRSA2048) })
+	conn, tok := fx.conn, fx.tok
+	var err error
 	certOf := func() []byte {
 		t.Helper()
 		o, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindCertificate})
@@ -159,13 +155,9 @@ func TestNewKeyKeepsCertificate(t *testing.T) {
 // last reset (a login, a signature with its PIN, a change or unblock); after an SO login
 // alone it sends nothing, and the SO is logged out all the same.
 func TestLogoutResetsOwnPIN(t *testing.T) {
-	card := pivtest.MustNew(pivtest.Options{})
-	provision(t, card, 0x9A, pivtest.AlgECCP256)
-	conn := &testConn{card: card}
-	tok, err := Driver{}.Open(ctxb, conn, card.ATR())
-	if err != nil {
-		t.Fatal(err)
-	}
+	fx := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgECCP256) })
+	conn, tok := fx.conn, fx.tok
+	var err error
 	logout := func(what string, want int) {
 		t.Helper()
 		if n, ins := conn.count(func() { err = tok.Logout(ctxb) }); err != nil || n != want {
