@@ -70,3 +70,60 @@ func insHistogram(log *vcard.Log, n int) map[string]int {
 	}
 	return hist
 }
+
+// TestModuleClientAPDUs: GnuTLS and NSS, which log in and ask for CK_TOKEN_INFO over and
+// over (p11tool logs in and out once per key), read the PIN's status once through our
+// module, and cost the card fewer APDUs than through OpenSC's.
+func TestModuleClientAPDUs(t *testing.T) {
+	testRig(t)
+	so, _ := modBuild(t)
+	c := modKeys(t, pivtest.Options{})
+	log := &vcard.Log{}
+	insert(t, 0, vcard.WithLog(c, log))
+	pin := writeFile(t, "pin", []byte(modPIN+"\n"))
+	for _, client := range []struct {
+		name string
+		cmd  func(module, db string) []string
+	}{
+		{"p11tool --login --list-privkeys", func(module, _ string) []string {
+			return []string{"p11tool", "--provider", module, "--login", "--set-pin", modPIN, "--list-privkeys"}
+		}},
+		{"certutil -K", func(_, db string) []string {
+			return []string{"certutil", "-K", "-h", "YubiKey PIV #12345678", "-d", db, "-f", pin}
+		}},
+	} {
+		counts := map[string]int{}
+		for _, m := range []struct{ name, path string }{{"p11-card", so}, {"opensc", openscModule}} {
+			db := "sql:" + t.TempDir()
+			runTool(t, "certutil", "-N", "-d", db, "--empty-password")
+			runTool(t, "modutil", "-dbdir", db, "-add", "m", "-libfile", m.path, "-force")
+			cmd := client.cmd(m.path, db)
+			n := log.Count()
+			if out, err := runToolErr(t, cmd[0], cmd[1:]...); err != nil {
+				t.Fatalf("%s with %s: %v\n%s", client.name, m.name, err, out)
+			}
+			counts[m.name] = log.Count() - n
+			if m.name == "p11-card" {
+				t.Logf("%s by INS P1: %v", client.name, insHistogram(log, n))
+				if k := pinStatusReads(log, n); k != 1 {
+					t.Errorf("%s: the PIN's status read %d times, want once", client.name, k)
+				}
+			}
+		}
+		t.Logf("%s: APDUs %v", client.name, counts)
+		if counts["p11-card"] >= counts["opensc"] {
+			t.Errorf("%s: p11-card %d APDUs, OpenSC %d", client.name, counts["p11-card"], counts["opensc"])
+		}
+	}
+}
+
+// pinStatusReads counts the GET METADATA of the PIN (slot 80) logged since entry n.
+func pinStatusReads(log *vcard.Log, n int) int {
+	k := 0
+	for _, e := range log.Since(n) {
+		if len(e.Cmd) >= 4 && e.Cmd[1] == 0xF7 && e.Cmd[3] == 0x80 {
+			k++
+		}
+	}
+	return k
+}
