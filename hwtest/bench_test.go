@@ -512,13 +512,25 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// firstLine is what a failed run said: its first line naming an error, else err and the
+// output's last line (where the client stopped).
 func firstLine(out string, err error) string {
+	last := ""
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, "error") || strings.Contains(l, "CKR_") || strings.Contains(l, "failed") {
 			return strings.TrimSpace(l)
 		}
+		if l = strings.TrimSpace(l); l != "" {
+			last = l
+		}
 	}
-	return err.Error()
+	if last == "" {
+		return err.Error()
+	}
+	if len(last) > 80 {
+		last = "..." + last[len(last)-77:]
+	}
+	return fmt.Sprintf("%v; output stops at %q", err, last)
 }
 
 // write prints the markdown table to the test log and, with P11CARD_BENCH_OUT, writes
