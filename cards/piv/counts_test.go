@@ -103,7 +103,8 @@ func ignore(err, want error) error {
 
 // TestNewKeyKeepsCertificate: generating, importing or deleting a slot's key leaves the
 // card's certificate object as it was (a YubiKey keeps it beside the new key), and the
-// driver keeps what it read of it: no APDU reads it again. The key itself is read anew.
+// driver keeps what it read of it: no APDU reads it again. The key is what GENERATE
+// answered, read anew after an import, and known gone after a deletion.
 func TestNewKeyKeepsCertificate(t *testing.T) {
 	fx := newFixture(t, pivtest.Options{}, func(c *pivtest.Card) { provision(t, c, 0x9A, pivtest.AlgRSA2048) })
 	conn, tok := fx.conn, fx.tok
