@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 )
@@ -98,6 +99,16 @@ type PINStatus struct {
 // roles it needs together. The result is in the order of roles.
 type PINStatuses interface {
 	PINStatuses(ctx context.Context, roles ...Role) ([]PINStatus, error)
+}
+
+// OpenedPINs is implemented by tokens whose Open read the PIN states along with what it
+// needed anyway (an OpenPGP card's application data carries the PW status bytes): the
+// states of roles, in their order, as of at. They are handed out once; later calls, and a
+// token whose Open read none, give ok false. The engine asks as it starts using the
+// token, before any other call that talks to the card, and answers CK_TOKEN_INFO from
+// them as from a reading of its own while they are as fresh as it wants one to be.
+type OpenedPINs interface {
+	OpenedPINs(roles ...Role) (st []PINStatus, at time.Time, ok bool)
 }
 
 // Kind is the class of a token object.

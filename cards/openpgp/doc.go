@@ -44,7 +44,8 @@
 //
 //   - PINStatus reads C4 (one APDU, for every role at once with cards.PINStatuses) and
 //     cannot tell whether a PIN is verified right now; MaxRetries is the spec default 3
-//     (the card does not report it).
+//     (the card does not report it). Open's 6E holds C4 too: cards.OpenedPINs hands that
+//     reading to the engine once, so the first CK_TOKEN_INFO costs nothing.
 //   - Logout resets the PINs this token verified since the application was selected (a
 //     user login leaves PW3 alone, which another application may have verified).
 //   - 6E, keys and certificates are cached. Changes made by other processes using these

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -83,6 +84,7 @@ func (d Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token
 		}
 		return nil, err
 	}
+	t.openedAt = time.Now()
 	t.journal = cards.OpenJournal("openpgp", t.Info().Serial)
 	return t, nil
 }

@@ -765,6 +765,30 @@ func TestLogoutFallback(t *testing.T) {
 	}
 }
 
+// TestOpenedPINs: the PW status Open read in 6E is handed out once, for the roles asked,
+// with the time it was read.
+func TestOpenedPINs(t *testing.T) {
+	card := pgptest.MustNew(pgptest.Options{Mode: pgptest.ModeStrict})
+	card.SetState(func(s *pgptest.State) { s.PW1Tries, s.PW3Tries = 2, 1 })
+	before := time.Now()
+	tok, err := openpgp.Driver{}.Open(ctx, pgptest.NewConn(card), card.ATR())
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := tok.(cards.OpenedPINs)
+	if _, _, ok := o.OpenedPINs(cards.RoleUser, cards.Role(9)); ok {
+		t.Fatal("a role the PW status does not hold")
+	}
+	// The refusal above handed nothing out; the next call does.
+	st, at, ok := o.OpenedPINs(cards.RoleUser, cards.RoleSO)
+	if !ok || len(st) != 2 || st[0].Retries != 2 || st[1].Retries != 1 || st[0].MaxRetries != 3 || at.Before(before) || time.Since(at) > time.Minute {
+		t.Fatalf("%+v at %v ok %v", st, at, ok)
+	}
+	if _, _, ok := o.OpenedPINs(cards.RoleUser); ok {
+		t.Fatal("handed out twice")
+	}
+}
+
 func TestPINStatusBadRole(t *testing.T) {
 	r := open(t, pgptest.ModeStrict)
 	if _, err := r.tok.PINStatus(ctx, cards.Role(9)); !errors.Is(err, cards.ErrNotSupported) {

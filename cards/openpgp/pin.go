@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -142,10 +143,8 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 // PINStatuses implements cards.PINStatuses: C4 holds the counters of PW1, the reset code
 // and PW3, so one GET DATA answers for every role.
 func (t *Token) PINStatuses(ctx context.Context, roles ...cards.Role) ([]cards.PINStatus, error) {
-	for _, role := range roles {
-		if role != cards.RoleUser && role != cards.RoleSO && role != cards.RolePUK {
-			return nil, fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
-		}
+	if err := pwRoles(roles); err != nil {
+		return nil, err
 	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
@@ -164,12 +163,38 @@ func (t *Token) PINStatuses(ctx context.Context, roles ...cards.Role) ([]cards.P
 		return nil, err
 	}
 	t.ad.PW = st
+	return pwStatuses(st, roles), nil
+}
+
+// OpenedPINs implements cards.OpenedPINs: Open's application data held the PW status
+// bytes (C4 is part of 6E), and the token's own logins since keep them exact.
+func (t *Token) OpenedPINs(roles ...cards.Role) ([]cards.PINStatus, time.Time, bool) {
+	at := t.openedAt
+	if at.IsZero() || t.ad == nil || pwRoles(roles) != nil {
+		return nil, time.Time{}, false
+	}
+	t.openedAt = time.Time{}
+	return pwStatuses(t.ad.PW, roles), at, true
+}
+
+// pwRoles checks that the PW status bytes answer for every role.
+func pwRoles(roles []cards.Role) error {
+	for _, role := range roles {
+		if role != cards.RoleUser && role != cards.RoleSO && role != cards.RolePUK {
+			return fmt.Errorf("%w: openpgp: role %s", cards.ErrNotSupported, role)
+		}
+	}
+	return nil
+}
+
+// pwStatuses is the state of each role's secret in st.
+func pwStatuses(st PWStatus, roles []cards.Role) []cards.PINStatus {
 	out := make([]cards.PINStatus, len(roles))
 	for i, role := range roles {
 		n := map[cards.Role]int{cards.RoleUser: st.PW1Retries, cards.RoleSO: st.PW3Retries, cards.RolePUK: st.RCRetries}[role]
 		out[i] = cards.PINStatus{Retries: n, MaxRetries: max(3, n), Blocked: n == 0}
 	}
-	return out, nil
+	return out
 }
 
 // Login implements cards.Token. RoleUser verifies PW1 for decryption and authentication (82)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -32,6 +33,10 @@ type Token struct {
 	// one came before a write of ours, so what is cached is read again at the next begin.
 	journal *cards.Journal
 	stale   bool
+
+	// openedAt is when Open read the application data, until OpenedPINs hands out the
+	// PW status it held.
+	openedAt time.Time
 }
 
 type keyCache struct {

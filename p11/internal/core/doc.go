@@ -18,9 +18,10 @@
 //     (ECDH results, caller-created data, certificates and public keys) die with their
 //     session; private objects are invisible until the user logs in, and logout
 //     invalidates their handles;
-//   - CK_TOKEN_INFO's PIN flags come from the card; a reading serves further calls for
-//     pinStatusFresh (1 s), kept up to date by this module's logins, and read again
-//     after any operation that may have changed it;
+//   - CK_TOKEN_INFO's PIN flags come from the card; a reading (or the one a driver made
+//     while binding the card, cards.OpenedPINs) serves further calls for pinStatusFresh
+//     (1 s), kept up to date by this module's logins, and read again after any
+//     operation that may have changed it;
 //   - outputs follow the size-query rules; a Sign or Decrypt result is computed once and
 //     kept between the length query and the real call (PIN-always keys sign once);
 //   - RSA PSS, OAEP and raw run on the card's bare RSA primitive; verification,

@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"testing"
+	"time"
 
 	"github.com/p11-card/p11-card/cards/openpgp"
 	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
@@ -93,6 +94,39 @@ func openpgpApp(t *testing.T, card *pgptest.Card) (*Module, *transmitConn) {
 func (c *transmitConn) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
 	c.apdus.Add(1)
 	return c.t.Transmit(ctx, cmd)
+}
+
+// TestOpenPGPTokenInfoAfterOpen: the application data the driver read at bind holds the
+// PW status bytes, so the first C_GetTokenInfo costs no APDU and shows the counters the
+// card had then; once that reading is older than pinStatusFresh, the card is asked.
+func TestOpenPGPTokenInfoAfterOpen(t *testing.T) {
+	defer func(d time.Duration) { pinStatusFresh = d }(pinStatusFresh)
+	pinStatusFresh = time.Hour
+	card := pgptest.MustNew(pgptest.Options{})
+	card.SetState(func(s *pgptest.State) { s.PW1Tries = 1 })
+	m, conn := openpgpApp(t, card)
+	n := conn.apdus.Load()
+	ti, err := m.TokenInfo(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.apdus.Load() - n; got != 0 {
+		t.Errorf("first C_GetTokenInfo: %d APDUs, want 0", got)
+	}
+	if ti.Flags&CKF_USER_PIN_FINAL_TRY == 0 || ti.Flags&CKF_SO_PIN_COUNT_LOW != 0 {
+		t.Errorf("one user PIN try left: flags %#x", ti.Flags)
+	}
+	card.SetState(func(s *pgptest.State) { s.PW1Tries = 3 })
+	pinStatusFresh = 0
+	if ti, err = m.TokenInfo(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := conn.apdus.Load() - n; got != 1 {
+		t.Errorf("C_GetTokenInfo after the window: %d APDUs in all, want 1", got)
+	}
+	if ti.Flags&(CKF_USER_PIN_FINAL_TRY|CKF_USER_PIN_COUNT_LOW) != 0 {
+		t.Errorf("counter back to 3: flags %#x", ti.Flags)
+	}
 }
 
 // TestOpenPGPTokenInfo: one GET DATA (the PW status bytes) gives the user's and the

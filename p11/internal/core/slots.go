@@ -151,8 +151,9 @@ func (m *Module) token(id uint64) (*tokenState, error) {
 		}
 		m.dropTokenLocked(ts)
 	}
-	ts := &tokenState{slot: id, gen: s.Gen, reader: s.Reader, tok: s.Token, info: s.Token.Info(),
-		pinPad: s.PINPad, removed: s.Removed, handles: map[string]uint64{}}
+	info := s.Token.Info()
+	ts := &tokenState{slot: id, gen: s.Gen, reader: s.Reader, tok: s.Token, info: info,
+		pinPad: s.PINPad, removed: s.Removed, handles: map[string]uint64{}, pins: openedPINs(s.Token, info)}
 	m.tokens[id] = ts
 	return ts, nil
 }
@@ -283,12 +284,12 @@ func pinFlags(p cards.PINStatus, low, final, locked, change uint64) uint64 {
 	return f
 }
 
-// pinStatus is what TokenInfo read of the PINs, kept for pinStatusFresh: applications ask
-// for CK_TOKEN_INFO several times in a row (pkcs11-tool twice before it signs, NSS at
-// every slot event), and each reading is a card transaction. Reading objects and logging
-// out keep it; a login updates it (afterLogin); any other operation on the token drops it,
-// as it may have changed a PIN's state. Another application's wrong PIN shows within
-// pinStatusFresh.
+// pinStatus is what TokenInfo (or the token's Open, openedPINs) read of the PINs, kept
+// for pinStatusFresh: applications ask for CK_TOKEN_INFO several times in a row
+// (pkcs11-tool twice before it signs, NSS at every slot event), and each reading is a
+// card transaction. Reading objects and logging out keep it; a login updates it
+// (afterLogin); any other operation on the token drops it, as it may have changed a PIN's
+// state. Another application's wrong PIN shows within pinStatusFresh.
 type pinStatus struct {
 	user, so   cards.PINStatus
 	uerr, serr error
@@ -313,6 +314,29 @@ func (p *pinStatus) afterLogin(role cards.Role, err error) {
 }
 
 var pinStatusFresh = time.Second
+
+// openedPINs is the status a token's Open read beside what it needed (cards.OpenedPINs),
+// kept as TokenInfo would keep a reading of its own, if still fresh: the first
+// C_GetTokenInfo after a card is bound then costs no transaction.
+func openedPINs(tok cards.Token, info cards.TokenInfo) pinStatus {
+	o, ok := tok.(cards.OpenedPINs)
+	if !ok {
+		return pinStatus{}
+	}
+	roles := []cards.Role{cards.RoleUser, cards.RoleSO}
+	if info.SOSecret != "pin" {
+		roles = roles[:1]
+	}
+	st, at, ok := o.OpenedPINs(roles...)
+	if !ok || len(st) != len(roles) || time.Since(at) >= pinStatusFresh {
+		return pinStatus{}
+	}
+	p := pinStatus{user: st[0], serr: cards.ErrNotSupported, at: at}
+	if len(st) == 2 {
+		p.so, p.serr = st[1], nil
+	}
+	return p
+}
 
 // io runs f on the token with the slot's I/O lock held (no table lock) and turns an error
 // after the card left into CKR_DEVICE_REMOVED. The PIN status TokenInfo kept is dropped.
