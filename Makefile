@@ -2,6 +2,7 @@
 #
 #   make deps     install the Debian packages the build, the rig and the tests use
 #   make build    bin/p11-card and (once p11/ exists) bin/p11-card-pkcs11.so
+#   make install  the CLI, the module and a p11-kit module file (PREFIX, DESTDIR); uninstall
 #   make test     deps, build, vet, unit tests with -race, then the rig tests (hwtest)
 #   make fuzz     every Fuzz* target for FUZZTIME (default 10s) each
 #   make bench    p11-card, OpenSC and ykcs11 side by side on one virtual card (bench-out/)
@@ -41,7 +42,7 @@ MODULE_LDFLAGS := $(shell printf 'int f(void){return 0;}' | $(CC) -x c -shared -
 	-Wl,--fatal-warnings -Wl,-z,pack-relative-relocs - 2>/dev/null && echo -extldflags=-Wl,-z,pack-relative-relocs)
 export P11CARD_MODULE_LDFLAGS := $(MODULE_LDFLAGS)
 
-.PHONY: all deps build test unit hwtest fuzz bench soak rig-up rig-down demo clean
+.PHONY: all deps build install uninstall test unit hwtest fuzz bench soak rig-up rig-down demo clean
 all: build
 
 deps:
@@ -65,6 +66,27 @@ build:
 ifneq ($(HAVE_MODULE),)
 	$(GO) build -buildmode=c-shared -ldflags='$(MODULE_LDFLAGS)' -o $(BIN)/p11-card-pkcs11.so ./p11
 endif
+
+# make install puts the CLI in BINDIR, the module in LIBDIR and, in P11KIT_MODULES (p11-kit's
+# directory for the administrator's modules), a file naming it: every p11-kit-aware program
+# (GnuTLS, p11-kit's proxy) then loads it. DESTDIR stages the tree for a package.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+P11KIT_MODULES ?= /etc/pkcs11/modules
+
+install: build
+	install -D -m 755 $(BIN)/p11-card $(DESTDIR)$(BINDIR)/p11-card
+ifneq ($(HAVE_MODULE),)
+	install -D -m 755 $(BIN)/p11-card-pkcs11.so $(DESTDIR)$(LIBDIR)/p11-card-pkcs11.so
+	install -d -m 755 $(DESTDIR)$(P11KIT_MODULES)
+	printf 'module: %s\n' '$(LIBDIR)/p11-card-pkcs11.so' >$(DESTDIR)$(P11KIT_MODULES)/p11-card.module
+	chmod 644 $(DESTDIR)$(P11KIT_MODULES)/p11-card.module
+endif
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/p11-card $(DESTDIR)$(LIBDIR)/p11-card-pkcs11.so \
+		$(DESTDIR)$(P11KIT_MODULES)/p11-card.module
 
 unit:
 	$(GO) vet ./...

@@ -533,6 +533,40 @@ func TestModuleP11Kit(t *testing.T) {
 	}
 }
 
+// TestMakeInstall: make install lays out the CLI, the module and a p11-kit module file
+// naming the module where it lands (DESTDIR staged; the p11-kit directory set to the one
+// the private mount namespace below covers), p11-kit then loads it from there and shows
+// the token, and make uninstall takes the three files away.
+func TestMakeInstall(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	needTool(t, "make")
+	needTool(t, "p11-kit")
+	dest := t.TempDir()
+	const mods = "/usr/share/p11-kit/modules"
+	vars := []string{"-C", "..", "DESTDIR=" + dest, "PREFIX=/usr/local", "P11KIT_MODULES=" + mods}
+	runTool(t, "make", append(vars, "install")...)
+	for p, mode := range map[string]os.FileMode{"/usr/local/bin/p11-card": 0o755, "/usr/local/lib/p11-card-pkcs11.so": 0o755, mods + "/p11-card.module": 0o644} {
+		fi, err := os.Stat(dest + p)
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v, want mode %v", p, fi, err, mode)
+		}
+	}
+	if b, _ := os.ReadFile(dest + mods + "/p11-card.module"); string(b) != "module: /usr/local/lib/p11-card-pkcs11.so\n" {
+		t.Errorf("module file %q", b)
+	}
+	out := runTool(t, "unshare", "-m", "sh", "-c", "mount --bind "+dest+mods+" "+mods+
+		" && mount --bind "+dest+"/usr/local/lib /usr/local/lib && exec p11-kit list-modules")
+	if !strings.Contains(out, "p11-card: /usr/local/lib/p11-card-pkcs11.so") || !strings.Contains(out, "YubiKey PIV #12345678") {
+		t.Errorf("p11-kit list-modules:\n%s", out)
+	}
+	runTool(t, "make", append(vars, "uninstall")...)
+	for _, p := range []string{"/usr/local/bin/p11-card", "/usr/local/lib/p11-card-pkcs11.so", mods + "/p11-card.module"} {
+		if _, err := os.Stat(dest + p); !os.IsNotExist(err) {
+			t.Errorf("%s after uninstall: %v", p, err)
+		}
+	}
+}
+
 func writeAt(t *testing.T, p, s string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
