@@ -105,28 +105,25 @@ func TestOpenPGPTokenInfoAfterOpen(t *testing.T) {
 	card := pgptest.MustNew(pgptest.Options{})
 	card.SetState(func(s *pgptest.State) { s.PW1Tries = 1 })
 	m, conn := openpgpApp(t, card)
+	if ti, n := tokenInfoAPDUs(t, m, conn); n != 0 || ti.Flags&CKF_USER_PIN_FINAL_TRY == 0 || ti.Flags&CKF_SO_PIN_COUNT_LOW != 0 {
+		t.Errorf("first C_GetTokenInfo: %d APDUs (want 0), flags %#x (one user PIN try left)", n, ti.Flags)
+	}
+	card.SetState(func(s *pgptest.State) { s.PW1Tries = 3 })
+	pinStatusFresh = 0
+	if ti, n := tokenInfoAPDUs(t, m, conn); n != 1 || ti.Flags&(CKF_USER_PIN_FINAL_TRY|CKF_USER_PIN_COUNT_LOW) != 0 {
+		t.Errorf("C_GetTokenInfo after the window: %d APDUs (want 1), flags %#x (counter back to 3)", n, ti.Flags)
+	}
+}
+
+// tokenInfoAPDUs is C_GetTokenInfo on slot 1 and the APDUs it cost.
+func tokenInfoAPDUs(t *testing.T, m *Module, conn *transmitConn) (TokenInfo, int64) {
+	t.Helper()
 	n := conn.apdus.Load()
 	ti, err := m.TokenInfo(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := conn.apdus.Load() - n; got != 0 {
-		t.Errorf("first C_GetTokenInfo: %d APDUs, want 0", got)
-	}
-	if ti.Flags&CKF_USER_PIN_FINAL_TRY == 0 || ti.Flags&CKF_SO_PIN_COUNT_LOW != 0 {
-		t.Errorf("one user PIN try left: flags %#x", ti.Flags)
-	}
-	card.SetState(func(s *pgptest.State) { s.PW1Tries = 3 })
-	pinStatusFresh = 0
-	if ti, err = m.TokenInfo(1); err != nil {
-		t.Fatal(err)
-	}
-	if got := conn.apdus.Load() - n; got != 1 {
-		t.Errorf("C_GetTokenInfo after the window: %d APDUs in all, want 1", got)
-	}
-	if ti.Flags&(CKF_USER_PIN_FINAL_TRY|CKF_USER_PIN_COUNT_LOW) != 0 {
-		t.Errorf("counter back to 3: flags %#x", ti.Flags)
-	}
+	return ti, conn.apdus.Load() - n
 }
 
 // TestOpenPGPTokenInfo: one GET DATA (the PW status bytes) gives the user's and the
@@ -135,15 +132,7 @@ func TestOpenPGPTokenInfo(t *testing.T) {
 	m, conn := openpgpApp(t, pgptest.MustNew(pgptest.Options{}))
 	s, _ := m.OpenSession(1, CKF_SERIAL_SESSION|CKF_RW_SESSION)
 	wantRV(t, m.Login(s, CKU_SO, []byte("87654321")), CKR_PIN_INCORRECT)
-	n := conn.apdus.Load()
-	ti, err := m.TokenInfo(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := conn.apdus.Load() - n; got != 1 {
-		t.Errorf("C_GetTokenInfo: %d APDUs, want 1", got)
-	}
-	if ti.Flags&CKF_SO_PIN_COUNT_LOW == 0 || ti.Flags&CKF_USER_PIN_COUNT_LOW != 0 {
-		t.Errorf("after a wrong admin PIN: flags %#x", ti.Flags)
+	if ti, n := tokenInfoAPDUs(t, m, conn); n != 1 || ti.Flags&CKF_SO_PIN_COUNT_LOW == 0 || ti.Flags&CKF_USER_PIN_COUNT_LOW != 0 {
+		t.Errorf("C_GetTokenInfo after a wrong admin PIN: %d APDUs (want 1), flags %#x", n, ti.Flags)
 	}
 }
