@@ -84,7 +84,7 @@ func (d Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token
 		}
 		return nil, err
 	}
-	t.openedAt = time.Now()
+	t.opened = &openedPW{pw: t.ad.PW, at: time.Now()}
 	t.journal = cards.OpenJournal("openpgp", t.Info().Serial)
 	return t, nil
 }

@@ -167,14 +167,14 @@ func (t *Token) PINStatuses(ctx context.Context, roles ...cards.Role) ([]cards.P
 }
 
 // OpenedPINs implements cards.OpenedPINs: Open's application data held the PW status
-// bytes (C4 is part of 6E), and the token's own logins since keep them exact.
+// bytes (C4 is part of 6E).
 func (t *Token) OpenedPINs(roles ...cards.Role) ([]cards.PINStatus, time.Time, bool) {
-	at := t.openedAt
-	if at.IsZero() || t.ad == nil || pwRoles(roles) != nil {
+	o := t.opened
+	if o == nil || pwRoles(roles) != nil {
 		return nil, time.Time{}, false
 	}
-	t.openedAt = time.Time{}
-	return pwStatuses(t.ad.PW, roles), at, true
+	t.opened = nil
+	return pwStatuses(o.pw, roles), o.at, true
 }
 
 // pwRoles checks that the PW status bytes answer for every role.

@@ -34,9 +34,13 @@ type Token struct {
 	journal *cards.Journal
 	stale   bool
 
-	// openedAt is when Open read the application data, until OpenedPINs hands out the
-	// PW status it held.
-	openedAt time.Time
+	// opened is the PW status Open read, until OpenedPINs hands it out.
+	opened *openedPW
+}
+
+type openedPW struct {
+	pw PWStatus
+	at time.Time
 }
 
 type keyCache struct {
