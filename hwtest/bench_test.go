@@ -5,7 +5,10 @@ package hwtest
 import (
 	"bufio"
 	"context"
+	"crypto"
 	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -24,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
 	"github.com/p11-card/p11-card/hwtest/rig"
@@ -161,37 +165,32 @@ func TestBench(t *testing.T) {
 	)
 
 	rep := BenchReport{Runs: runs, MemoryKB: map[string]int{}, AnonKB: map[string]int{}}
-	for _, op := range ops {
-		for _, m := range mods {
-			row := BenchRow{Op: op.name, Module: m.name}
-			var walls []float64
-			apdus, calls := 0, 0
-			for i := 0; i < runs && row.Error == ""; i++ {
-				n0, c0 := log.Count(), r.ClientCalls()
-				logAt := fileSize(r.LogPath())
-				start := time.Now()
-				cmd := append([]string{"pkcs11-tool", "--module", m.path}, op.args...)
-				if op.cmd != nil {
-					cmd = op.cmd(m)
-				}
-				o, err := runToolErr(t, cmd[0], cmd[1:]...)
-				walls = append(walls, float64(time.Since(start).Microseconds())/1000)
-				if err != nil {
-					row.Error = firstLine(o, err)
-				}
-				if i == 0 && op.cmd == nil {
-					row.Objects = listedObjects(o)
-				}
-				apdus += log.Count() - n0
-				calls += r.ClientCalls() - c0
-				if i == 0 && m.name == "p11-card" {
-					t.Logf("p11-card %s: PC/SC calls %v", op.name, pcscdCalls(r.LogPath(), logAt))
-				}
-			}
-			row.APDUs, row.Calls, row.WallMS = apdus/len(walls), calls/len(walls), median(walls)
-			rep.Rows = append(rep.Rows, row)
+	rep.Rows = benchRows(t, r, log, ops, mods, runs)
+
+	// The same clients on a virtual YubiKey OpenPGP card (3.4: RSA-2048 signature and
+	// decryption keys, a P-256 authentication key) in the PIV card's place. ykcs11 is
+	// PIV only.
+	pgp := pgptest.MustNew(pgptest.Options{})
+	pgpSig, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pgpDec, _ := rsa.GenerateKey(rand.Reader, 2048)
+	pgpAut, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for i, k := range []crypto.PrivateKey{pgpSig, pgpDec, pgpAut} {
+		if err := pgp.PutKey(i, k, nil); err != nil {
+			t.Fatal(err)
 		}
 	}
+	pgpLog := &vcard.Log{}
+	remove(t, 0)
+	insert(t, 0, vcard.WithLog(pgp, pgpLog))
+	pgpOps := []benchOp{
+		{name: "OpenPGP: initialize, list slots", args: []string{"-L"}},
+		{name: "OpenPGP: login, list every object", args: append([]string{"-O"}, login...)},
+		{name: "OpenPGP: sign RSA-2048 PKCS#1 (signature key)", args: append([]string{"--sign", "--id", "01", "-m", "SHA256-RSA-PKCS", "--input-file", data, "--output-file", out}, login...)},
+		{name: "OpenPGP: ssh-keygen -D", cmd: func(m benchModule) []string { return []string{"ssh-keygen", "-D", m.path} }},
+	}
+	rep.Rows = append(rep.Rows, benchRows(t, r, pgpLog, pgpOps, mods[:2], runs)...)
+	remove(t, 0)
+	insert(t, 0, vcard.WithLog(c, log))
 
 	bc := benchClient(t)
 	base, baseAnon := benchRSS(t, bc, "")
@@ -280,7 +279,7 @@ func TestBench(t *testing.T) {
 
 	rep.write(t)
 	// The harness ran: every module has every row, and ours reached the card.
-	if len(rep.Rows) != len(ops)*len(mods) {
+	if len(rep.Rows) != len(ops)*len(mods)+len(pgpOps)*2 {
 		t.Fatalf("%d rows", len(rep.Rows))
 	}
 	for _, row := range rep.Rows {
@@ -301,6 +300,45 @@ func TestBench(t *testing.T) {
 			t.Errorf("throughput: %+v", row)
 		}
 	}
+}
+
+// benchRows runs each operation runs times per module against the card whose commands
+// log records.
+func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []benchModule, runs int) []BenchRow {
+	t.Helper()
+	var rows []BenchRow
+	for _, op := range ops {
+		for _, m := range mods {
+			row := BenchRow{Op: op.name, Module: m.name}
+			var walls []float64
+			apdus, calls := 0, 0
+			for i := 0; i < runs && row.Error == ""; i++ {
+				n0, c0 := log.Count(), r.ClientCalls()
+				logAt := fileSize(r.LogPath())
+				start := time.Now()
+				cmd := append([]string{"pkcs11-tool", "--module", m.path}, op.args...)
+				if op.cmd != nil {
+					cmd = op.cmd(m)
+				}
+				o, err := runToolErr(t, cmd[0], cmd[1:]...)
+				walls = append(walls, float64(time.Since(start).Microseconds())/1000)
+				if err != nil {
+					row.Error = firstLine(o, err)
+				}
+				if i == 0 && op.cmd == nil {
+					row.Objects = listedObjects(o)
+				}
+				apdus += log.Count() - n0
+				calls += r.ClientCalls() - c0
+				if i == 0 && m.name == "p11-card" {
+					t.Logf("p11-card %s: PC/SC calls %v", op.name, pcscdCalls(r.LogPath(), logAt))
+				}
+			}
+			row.APDUs, row.Calls, row.WallMS = apdus/len(walls), calls/len(walls), median(walls)
+			rows = append(rows, row)
+		}
+	}
+	return rows
 }
 
 // watcher is a program that reports card events on its standard output: ready accepts
@@ -538,7 +576,7 @@ func firstLine(out string, err error) string {
 func (rep BenchReport) write(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd; each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs. Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
+	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs. Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
 	fmt.Fprintln(&b, "| operation | module | objects | APDUs | PC/SC calls | wall ms | APDU ratio | PC/SC ratio | time ratio |")
 	fmt.Fprintln(&b, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	ours := map[string]BenchRow{}
