@@ -220,24 +220,22 @@ func (m *Module) TokenInfo(id uint64) (TokenInfo, error) {
 		if p = ts.pins; !p.at.IsZero() && time.Since(p.at) < pinStatusFresh {
 			return nil
 		}
-		p = pinStatus{at: time.Now()}
+		at := time.Now()
+		roles := pinRoles(in)
 		both, ok := tok.(cards.PINStatuses)
 		switch {
-		case in.SOSecret != "pin":
-			p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
-			p.serr = cards.ErrNotSupported
+		case len(roles) == 1:
+			st, err := tok.PINStatus(ctx, cards.RoleUser)
+			p = statusOf(roles, []cards.PINStatus{st}, err)
 		case ok:
-			var st []cards.PINStatus
-			if st, p.uerr = both.PINStatuses(ctx, cards.RoleUser, cards.RoleSO); p.uerr == nil && len(st) == 2 {
-				p.user, p.so = st[0], st[1]
-			} else if p.uerr == nil {
-				p.uerr = errRV(CKR_DEVICE_ERROR, "driver gave the wrong number of PIN states")
-			}
-			p.serr = p.uerr
+			st, err := both.PINStatuses(ctx, roles...)
+			p = statusOf(roles, st, err)
 		default:
+			p = pinStatus{}
 			p.user, p.uerr = tok.PINStatus(ctx, cards.RoleUser)
 			p.so, p.serr = tok.PINStatus(ctx, cards.RoleSO)
 		}
+		p.at = at
 		if p.uerr == nil && (p.serr == nil || errors.Is(p.serr, cards.ErrNotSupported)) {
 			ts.pins = p
 		}
@@ -323,17 +321,40 @@ func openedPINs(tok cards.Token, info cards.TokenInfo) pinStatus {
 	if !ok {
 		return pinStatus{}
 	}
-	roles := []cards.Role{cards.RoleUser, cards.RoleSO}
-	if info.SOSecret != "pin" {
-		roles = roles[:1]
-	}
+	roles := pinRoles(info)
 	st, at, ok := o.OpenedPINs(roles...)
 	if !ok || len(st) != len(roles) || time.Since(at) >= pinStatusFresh {
 		return pinStatus{}
 	}
-	p := pinStatus{user: st[0], serr: cards.ErrNotSupported, at: at}
-	if len(st) == 2 {
-		p.so, p.serr = st[1], nil
+	p := statusOf(roles, st, nil)
+	p.at = at
+	return p
+}
+
+// pinRoles are the roles CK_TOKEN_INFO shows PIN states for: the user, and the SO when its
+// secret is a PIN (a PIV management key has no counter).
+func pinRoles(in cards.TokenInfo) []cards.Role {
+	if in.SOSecret != "pin" {
+		return []cards.Role{cards.RoleUser}
+	}
+	return []cards.Role{cards.RoleUser, cards.RoleSO}
+}
+
+// statusOf is the status one reading of roles' states (pinRoles, in order) gives; a SO
+// without a PIN reads as not supported.
+func statusOf(roles []cards.Role, st []cards.PINStatus, err error) pinStatus {
+	if err == nil && len(st) != len(roles) {
+		err = errRV(CKR_DEVICE_ERROR, "driver gave the wrong number of PIN states")
+	}
+	p := pinStatus{uerr: err, serr: err}
+	if err == nil {
+		p.user = st[0]
+		if len(st) == 2 {
+			p.so = st[1]
+		}
+	}
+	if len(roles) == 1 {
+		p.serr = cards.ErrNotSupported
 	}
 	return p
 }
