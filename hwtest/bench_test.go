@@ -59,7 +59,10 @@ type BenchRow struct {
 	APDUs   int     `json:"apdus"`             // commands the card received, per run
 	Calls   int     `json:"pcsc_calls"`        // PC/SC calls that reached pcscd, per run
 	WallMS  float64 `json:"wall_ms"`           // median wall time of a whole process
-	Error   string  `json:"error,omitempty"`
+	// The first and third quartiles of the wall times: the middle half of the runs.
+	WallQ1MS float64 `json:"wall_q1_ms"`
+	WallQ3MS float64 `json:"wall_q3_ms"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // BenchReport is what bench.json holds.
@@ -294,6 +297,9 @@ func TestBench(t *testing.T) {
 		if row.Module == "p11-card" && (row.Error != "" || row.APDUs == 0 && row.Op != "initialize, list slots" || row.Calls <= 0) {
 			t.Errorf("p11-card %s: %+v", row.Op, row)
 		}
+		if row.Error == "" && !(0 < row.WallQ1MS && row.WallQ1MS <= row.WallMS && row.WallMS <= row.WallQ3MS) {
+			t.Errorf("%s %s: wall times out of order: %+v", row.Module, row.Op, row)
+		}
 	}
 	if rep.MemoryKB["p11-card"] <= 0 || rep.SignAPDUs == 0 || rep.TransmitNS <= 0 {
 		t.Errorf("memory %v, sign APDUs %d, transmit %d ns", rep.MemoryKB, rep.SignAPDUs, rep.TransmitNS)
@@ -311,16 +317,26 @@ func TestBench(t *testing.T) {
 }
 
 // benchRows runs each operation runs times per module against the card whose commands
-// log records.
+// log records. The modules take turns, run by run, each run starting with the next
+// module: a slow spell of the machine, or the page cache one process leaves warm for the
+// next, then weighs on every module alike instead of on whichever ran at that moment.
 func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []benchModule, runs int) []BenchRow {
 	t.Helper()
 	var rows []BenchRow
 	for _, op := range ops {
-		for _, m := range mods {
-			row := BenchRow{Op: op.name, Module: m.name}
-			var walls []float64
-			apdus, calls := 0, 0
-			for i := 0; i < runs && row.Error == ""; i++ {
+		cell := make([]BenchRow, len(mods))
+		walls := make([][]float64, len(mods))
+		apdus, calls := make([]int, len(mods)), make([]int, len(mods))
+		for j, m := range mods {
+			cell[j] = BenchRow{Op: op.name, Module: m.name}
+		}
+		for i := 0; i < runs; i++ {
+			for k := range mods {
+				j := (i + k) % len(mods)
+				m, row := mods[j], &cell[j]
+				if row.Error != "" {
+					continue
+				}
 				n0, c0 := log.Count(), r.ClientCalls()
 				logAt := fileSize(r.LogPath())
 				start := time.Now()
@@ -329,22 +345,27 @@ func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []b
 					cmd = op.cmd(m)
 				}
 				o, err := runToolErr(t, cmd[0], cmd[1:]...)
-				walls = append(walls, float64(time.Since(start).Microseconds())/1000)
+				walls[j] = append(walls[j], float64(time.Since(start).Microseconds())/1000)
 				if err != nil {
 					row.Error = firstLine(o, err)
 				}
 				if i == 0 && op.cmd == nil {
 					row.Objects = listedObjects(o)
 				}
-				apdus += log.Count() - n0
-				calls += r.ClientCalls() - c0
+				apdus[j] += log.Count() - n0
+				calls[j] += r.ClientCalls() - c0
 				if i == 0 && m.name == "p11-card" {
 					t.Logf("p11-card %s: PC/SC calls %v", op.name, pcscdCalls(r.LogPath(), logAt))
 				}
 			}
-			row.APDUs, row.Calls, row.WallMS = apdus/len(walls), calls/len(walls), median(walls)
-			rows = append(rows, row)
 		}
+		for j := range mods {
+			row, n := &cell[j], len(walls[j])
+			row.APDUs, row.Calls = apdus[j]/n, calls[j]/n
+			row.WallMS = median(walls[j])
+			row.WallQ1MS, row.WallQ3MS = quantile(walls[j], 0.25), quantile(walls[j], 0.75)
+		}
+		rows = append(rows, cell...)
 	}
 	return rows
 }
@@ -546,16 +567,22 @@ func pcscdCalls(p string, at int64) map[string]int {
 	return hist
 }
 
-func median(v []float64) float64 {
+func median(v []float64) float64 { return quantile(v, 0.5) }
+
+// quantile is the q-quantile of v (0 ≤ q ≤ 1), interpolated between the two nearest
+// values; 0 for no values.
+func quantile(v []float64, q float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
+	at := q * float64(len(s)-1)
+	i := int(at)
+	if i >= len(s)-1 {
+		return s[len(s)-1]
 	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return s[i] + (at-float64(i))*(s[i+1]-s[i])
 }
 
 // firstLine is what a failed run said: its first line naming an error, else err and the
@@ -584,9 +611,9 @@ func firstLine(out string, err error) string {
 func (rep BenchReport) write(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs. Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
-	fmt.Fprintln(&b, "| operation | module | objects | APDUs | PC/SC calls | wall ms | APDU ratio | PC/SC ratio | time ratio |")
-	fmt.Fprintln(&b, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs, the modules taking turns run by run, beside the middle half of the runs (first to third quartile). Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
+	fmt.Fprintln(&b, "| operation | module | objects | APDUs | PC/SC calls | wall ms | middle half | APDU ratio | PC/SC ratio | time ratio |")
+	fmt.Fprintln(&b, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	ours := map[string]BenchRow{}
 	for _, row := range rep.Rows {
 		if row.Module == "p11-card" {
@@ -601,7 +628,7 @@ func (rep BenchReport) write(t *testing.T) {
 	}
 	for _, row := range rep.Rows {
 		if row.Error != "" {
-			fmt.Fprintf(&b, "| %s | %s | failed: %s | | | | | | |\n", row.Op, row.Module, strings.ReplaceAll(row.Error, "|", "/"))
+			fmt.Fprintf(&b, "| %s | %s | failed: %s | | | | | | | |\n", row.Op, row.Module, strings.ReplaceAll(row.Error, "|", "/"))
 			continue
 		}
 		o := ours[row.Op]
@@ -613,7 +640,7 @@ func (rep BenchReport) write(t *testing.T) {
 		if row.Objects > 0 {
 			objs = strconv.Itoa(row.Objects)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %.1f | %s | %s | %s |\n", row.Op, row.Module, objs, row.APDUs, row.Calls, row.WallMS, r1, r2, r3)
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %.1f | %.1f–%.1f | %s | %s | %s |\n", row.Op, row.Module, objs, row.APDUs, row.Calls, row.WallMS, row.WallQ1MS, row.WallQ3MS, r1, r2, r3)
 	}
 	// kb writes "module value, …" in module order.
 	kb := func(v map[string]int) {
@@ -687,4 +714,22 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+func TestQuantile(t *testing.T) {
+	v := []float64{9, 1, 5, 3, 7}
+	for _, tc := range []struct{ q, want float64 }{{0, 1}, {0.25, 3}, {0.5, 5}, {0.75, 7}, {1, 9}, {0.125, 2}} {
+		if got := quantile(v, tc.q); got != tc.want {
+			t.Errorf("quantile(%v, %v) = %v, want %v", v, tc.q, got, tc.want)
+		}
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of 1..4 = %v, want 2.5", got)
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("quantile(nil) = %v", got)
+	}
+	if v[0] != 9 {
+		t.Error("quantile sorted its argument")
+	}
 }
