@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -74,8 +75,22 @@ type BenchReport struct {
 	SignNS     int64           `json:"module_sign_ns"`           // median C_SignInit+C_Sign (ECDSA P-256), ours
 	TransmitNS int64           `json:"bare_transmit_ns"`         // the same APDUs sent straight
 	SignAPDUs  int             `json:"module_sign_apdus"`        // APDUs one C_Sign sends
+	Floor      []FloorRow      `json:"floor"`
 	Events     []EventRow      `json:"removal_events"`
 	Throughput []ThroughputRow `json:"two_card_throughput"`
+}
+
+// FloorRow is pkcs11-tool -L on a library that does nothing (hwtest/testdata/floor), run
+// in the same turns as the first row: what a process pays for a library before any card
+// work, in C and in Go.
+type FloorRow struct {
+	Library  string  `json:"library"`
+	WallMS   float64 `json:"wall_ms"`
+	WallQ1MS float64 `json:"wall_q1_ms"`
+	WallQ3MS float64 `json:"wall_q3_ms"`
+	RSSKB    int     `json:"rss_after_initialize_kb"`
+	AnonKB   int     `json:"anon_after_initialize_kb"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // EventRow is the time from pulling the card to a blocked C_WaitForSlotEvent returning
@@ -171,7 +186,17 @@ func TestBench(t *testing.T) {
 	)
 
 	rep := BenchReport{Runs: runs, MemoryKB: map[string]int{}, AnonKB: map[string]int{}}
-	rep.Rows = benchRows(t, r, log, ops, mods, runs)
+	// The first row takes its turns with the floor libraries, which go to their own table.
+	floors := floorModules(t)
+	for _, row := range benchRows(t, r, log, ops[:1], append(slices.Clone(mods), floors...), runs) {
+		if strings.HasPrefix(row.Module, "floor") {
+			rep.Floor = append(rep.Floor, FloorRow{Library: strings.TrimPrefix(row.Module, "floor: "),
+				WallMS: row.WallMS, WallQ1MS: row.WallQ1MS, WallQ3MS: row.WallQ3MS, Error: row.Error})
+			continue
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	rep.Rows = append(rep.Rows, benchRows(t, r, log, ops[1:], mods, runs)...)
 
 	// The same clients on a virtual YubiKey OpenPGP card (3.4: RSA-2048 signature and
 	// decryption keys, a P-256 authentication key) in the PIV card's place. ykcs11 is
@@ -208,6 +233,12 @@ func TestBench(t *testing.T) {
 	for _, m := range mods {
 		rss, anon := benchRSS(t, bc, m.path)
 		rep.MemoryKB[m.name], rep.AnonKB[m.name] = rss-base, anon-baseAnon
+	}
+	for i, m := range floors {
+		// The C floor adds next to nothing: what the bare process itself varies by can
+		// make the difference negative.
+		rss, anon := benchRSS(t, bc, m.path)
+		rep.Floor[i].RSSKB, rep.Floor[i].AnonKB = max(0, rss-base), max(0, anon-baseAnon)
 	}
 
 	// Module overhead: our C_Sign (ECDSA P-256, 9E) against the same APDUs sent straight
@@ -299,6 +330,14 @@ func TestBench(t *testing.T) {
 		}
 		if row.Error == "" && !(0 < row.WallQ1MS && row.WallQ1MS <= row.WallMS && row.WallMS <= row.WallQ3MS) {
 			t.Errorf("%s %s: wall times out of order: %+v", row.Module, row.Op, row)
+		}
+	}
+	if len(rep.Floor) != len(floors) {
+		t.Fatalf("floor: %+v", rep.Floor)
+	}
+	for _, row := range rep.Floor {
+		if row.Error != "" || !(0 < row.WallQ1MS && row.WallQ1MS <= row.WallMS && row.WallMS <= row.WallQ3MS) {
+			t.Errorf("floor: %+v", row)
 		}
 	}
 	if rep.MemoryKB["p11-card"] <= 0 || rep.SignAPDUs == 0 || rep.TransmitNS <= 0 {
@@ -510,6 +549,27 @@ func benchClient(t *testing.T) string {
 	return bin
 }
 
+// floorModules builds testdata/floor twice: a C library, and the same inside a Go
+// c-shared library linked as the module is (P11CARD_MODULE_LDFLAGS).
+func floorModules(t *testing.T) []benchModule {
+	t.Helper()
+	gcc := needTool(t, "gcc")
+	hdr, _ := filepath.Abs("../p11")
+	dir := t.TempDir()
+	c, gosh := filepath.Join(dir, "floor-c.so"), filepath.Join(dir, "floor-go.so")
+	if o, err := exec.Command(gcc, "-O2", "-Wall", "-shared", "-fPIC", "-I", hdr, "-o", c, "testdata/floor/floor.c").CombinedOutput(); err != nil {
+		t.Fatalf("gcc floor: %v\n%s", err, o)
+	}
+	args := []string{"build", "-buildmode=c-shared", "-o", gosh}
+	if f := os.Getenv("P11CARD_MODULE_LDFLAGS"); f != "" {
+		args = append(args, "-ldflags="+f)
+	}
+	if o, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), append(args, "./testdata/floor")...).CombinedOutput(); err != nil {
+		t.Fatalf("go build floor: %v\n%s", err, o)
+	}
+	return []benchModule{{"floor: C", c}, {"floor: Go", gosh}}
+}
+
 // benchRSS is VmRSS in KB of benchclient after loading module and C_Initialize (the bare
 // process without one).
 func benchRSS(t *testing.T, bc, module string) (rss, anon int) {
@@ -658,6 +718,16 @@ func (rep BenchReport) write(t *testing.T) {
 	kb(rep.AnonKB)
 	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDU%s) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
 		rep.SignAPDUs, plural(rep.SignAPDUs), float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
+	fmt.Fprint(&b, "\nFloor: `pkcs11-tool -L`, in the same turns as the first row, on a library that does nothing (one empty slot), built in C and inside a Go c-shared library whose C_Initialize calls into Go, as every call of p11-card does. It is what a process pays for loading a library before any card work; the difference between the two is the Go runtime's start and its resident memory, which p11-card pays in every process:\n\n")
+	fmt.Fprintln(&b, "| library | wall ms | middle half | resident KB after C_Initialize | of it anonymous |")
+	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: | ---: |")
+	for _, row := range rep.Floor {
+		if row.Error != "" {
+			fmt.Fprintf(&b, "| %s | failed: %s | | | |\n", row.Library, strings.ReplaceAll(row.Error, "|", "/"))
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f–%.1f | %d | %d |\n", row.Library, row.WallMS, row.WallQ1MS, row.WallQ3MS, row.RSSKB, row.AnonKB)
+	}
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
 	fmt.Fprintln(&b, "| module | C_WaitForSlotEvent | pcsc_scan | module after pcsc_scan |")
 	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
