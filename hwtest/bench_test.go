@@ -672,8 +672,7 @@ func (rep BenchReport) write(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs, the modules taking turns run by run, beside the middle half of the runs (first to third quartile). Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs)
-	fmt.Fprintln(&b, "| operation | module | objects | APDUs | PC/SC calls | wall ms | middle half | APDU ratio | PC/SC ratio | time ratio |")
-	fmt.Fprintln(&b, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	cols := mdHead(&b, 2, "operation", "module", "objects", "APDUs", "PC/SC calls", "wall ms", "middle half", "APDU ratio", "PC/SC ratio", "time ratio")
 	ours := map[string]BenchRow{}
 	for _, row := range rep.Rows {
 		if row.Module == "p11-card" {
@@ -688,7 +687,7 @@ func (rep BenchReport) write(t *testing.T) {
 	}
 	for _, row := range rep.Rows {
 		if row.Error != "" {
-			fmt.Fprintf(&b, "| %s | %s | failed: %s | | | | | | | |\n", row.Op, row.Module, strings.ReplaceAll(row.Error, "|", "/"))
+			mdFailed(&b, cols, row.Error, row.Op, row.Module)
 			continue
 		}
 		o := ours[row.Op]
@@ -719,28 +718,25 @@ func (rep BenchReport) write(t *testing.T) {
 	fmt.Fprintf(&b, ".\n\nModule overhead: a signature (C_SignInit and C_Sign, ECDSA P-256, %d APDU%s) takes %.3f ms through p11-card, the same APDUs sent straight through libpcsclite by a C process %.3f ms (ratio %.2f).\n",
 		rep.SignAPDUs, plural(rep.SignAPDUs), float64(rep.SignNS)/1e6, float64(rep.TransmitNS)/1e6, float64(rep.SignNS)/float64(rep.TransmitNS))
 	fmt.Fprint(&b, "\nFloor: `pkcs11-tool -L`, in the same turns as the first row, on a library that does nothing (one empty slot), built in C and inside a Go c-shared library whose C_Initialize calls into Go, as every call of p11-card does. It is what a process pays for loading a library before any card work; the difference between the two is the Go runtime's start and its resident memory, which p11-card pays in every process:\n\n")
-	fmt.Fprintln(&b, "| library | wall ms | middle half | resident KB after C_Initialize | of it anonymous |")
-	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: | ---: |")
+	cols = mdHead(&b, 1, "library", "wall ms", "middle half", "resident KB after C_Initialize", "of it anonymous")
 	for _, row := range rep.Floor {
 		if row.Error != "" {
-			fmt.Fprintf(&b, "| %s | failed: %s | | | |\n", row.Library, strings.ReplaceAll(row.Error, "|", "/"))
+			mdFailed(&b, cols, row.Error, row.Library)
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f–%.1f | %d | %d |\n", row.Library, row.WallMS, row.WallQ1MS, row.WallQ3MS, row.RSSKB, row.AnonKB)
 	}
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
-	fmt.Fprintln(&b, "| module | C_WaitForSlotEvent | pcsc_scan | module after pcsc_scan |")
-	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
+	cols = mdHead(&b, 1, "module", "C_WaitForSlotEvent", "pcsc_scan", "module after pcsc_scan")
 	for _, row := range rep.Events {
 		if row.Error != "" {
-			fmt.Fprintf(&b, "| %s | failed: %s | | |\n", row.Module, strings.ReplaceAll(row.Error, "|", "/"))
+			mdFailed(&b, cols, row.Error, row.Module)
 			continue
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %+.1f |\n", row.Module, row.MS, row.ScanMS, row.AfterScanMS)
 	}
 	fmt.Fprint(&b, "\nTwo cards in two readers, 50 ms per private-key operation, ECDSA P-256 signatures per second:\n\n")
-	fmt.Fprintln(&b, "| module | one thread | a thread per card | speed-up |")
-	fmt.Fprintln(&b, "| --- | ---: | ---: | ---: |")
+	mdHead(&b, 1, "module", "one thread", "a thread per card", "speed-up")
 	per := map[string][2]ThroughputRow{}
 	var mods []string
 	for _, row := range rep.Throughput {
@@ -753,7 +749,7 @@ func (rep BenchReport) write(t *testing.T) {
 	}
 	cell := func(row ThroughputRow) string {
 		if row.Error != "" {
-			return "failed: " + strings.ReplaceAll(row.Error, "|", "/")
+			return failedCell(row.Error)
 		}
 		return fmt.Sprintf("%.1f", row.PerSecond)
 	}
@@ -778,6 +774,34 @@ func (rep BenchReport) write(t *testing.T) {
 	}
 }
 
+// mdHead writes a markdown table's header, the first left columns aligned left and the
+// others right, and returns the number of columns.
+func mdHead(b *strings.Builder, left int, cols ...string) int {
+	fmt.Fprintf(b, "| %s |\n|", strings.Join(cols, " | "))
+	for i := range cols {
+		if i < left {
+			b.WriteString(" --- |")
+		} else {
+			b.WriteString(" ---: |")
+		}
+	}
+	b.WriteString("\n")
+	return len(cols)
+}
+
+// mdFailed writes a row of a cols-column table for a run that failed: the cells that name
+// the run, the error, then empty cells.
+func mdFailed(b *strings.Builder, cols int, err string, lead ...string) {
+	cells := append(slices.Clone(lead), failedCell(err))
+	for len(cells) < cols {
+		cells = append(cells, "")
+	}
+	fmt.Fprintf(b, "| %s |\n", strings.Join(cells, " | "))
+}
+
+// failedCell is a table cell for a failed run: its error, with no column separator in it.
+func failedCell(err string) string { return "failed: " + strings.ReplaceAll(err, "|", "/") }
+
 // plural is "s" unless n is 1.
 func plural(n int) string {
 	if n == 1 {
@@ -801,5 +825,15 @@ func TestQuantile(t *testing.T) {
 	}
 	if v[0] != 9 {
 		t.Error("quantile sorted its argument")
+	}
+}
+
+func TestMarkdownTable(t *testing.T) {
+	var b strings.Builder
+	n := mdHead(&b, 1, "module", "ms", "ratio")
+	mdFailed(&b, n, "exit 1 | no slot", "ykcs11")
+	want := "| module | ms | ratio |\n| --- | ---: | ---: |\n| ykcs11 | failed: exit 1 / no slot |  |\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
