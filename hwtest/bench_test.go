@@ -726,6 +726,16 @@ func (rep BenchReport) write(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f–%.1f | %d | %d |\n", row.Library, row.WallMS, row.WallQ1MS, row.WallQ3MS, row.RSSKB, row.AnonKB)
 	}
+	if w := rep.lessFloor(); len(w) > 0 {
+		fmt.Fprintf(&b, "\nThe first row less the floor of each module's language (Go for p11-card, C for the others), ms: ")
+		for i, m := range slices.Sorted(maps.Keys(w)) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %.1f", m, w[m])
+		}
+		b.WriteString(".\n")
+	}
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
 	cols = mdHead(&b, 1, "module", "C_WaitForSlotEvent", "pcsc_scan", "module after pcsc_scan")
 	for _, row := range rep.Events {
@@ -772,6 +782,33 @@ func (rep BenchReport) write(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bench.md"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lessFloor is the first row's median wall time per module less the floor of the
+// module's language (Go for p11-card, C for the others): the time its own work took. Empty
+// when a floor failed; modules whose run failed are left out.
+func (rep BenchReport) lessFloor() map[string]float64 {
+	floor := map[string]float64{}
+	for _, f := range rep.Floor {
+		if f.Error != "" {
+			return nil
+		}
+		floor[f.Library] = f.WallMS
+	}
+	out := map[string]float64{}
+	for _, row := range rep.Rows {
+		if row.Op != rep.Rows[0].Op || row.Error != "" {
+			continue
+		}
+		lang := "C"
+		if row.Module == "p11-card" {
+			lang = "Go"
+		}
+		if f, ok := floor[lang]; ok {
+			out[row.Module] = row.WallMS - f
+		}
+	}
+	return out
 }
 
 // mdHead writes a markdown table's header, the first left columns aligned left and the
@@ -825,6 +862,22 @@ func TestQuantile(t *testing.T) {
 	}
 	if v[0] != 9 {
 		t.Error("quantile sorted its argument")
+	}
+}
+
+func TestLessFloor(t *testing.T) {
+	rep := BenchReport{
+		Rows: []BenchRow{{Op: "init", Module: "p11-card", WallMS: 13}, {Op: "init", Module: "ykcs11", WallMS: 11},
+			{Op: "init", Module: "opensc", Error: "failed"}, {Op: "sign", Module: "p11-card", WallMS: 40}},
+		Floor: []FloorRow{{Library: "C", WallMS: 5}, {Library: "Go", WallMS: 7.5}},
+	}
+	got := rep.lessFloor()
+	if want := map[string]float64{"p11-card": 5.5, "ykcs11": 6}; !maps.Equal(got, want) {
+		t.Errorf("lessFloor = %v, want %v", got, want)
+	}
+	rep.Floor[1].Error = "exit 1"
+	if got := rep.lessFloor(); len(got) != 0 {
+		t.Errorf("with a failed floor: %v", got)
 	}
 }
 
