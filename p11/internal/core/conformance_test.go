@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/elliptic"
 	"testing"
+
+	"github.com/p11-card/p11-card/apdu"
+	"github.com/p11-card/p11-card/cards"
 )
 
 // TestConformanceTable lists the specification's edge cases, each with the return value
@@ -123,6 +126,64 @@ func TestConformanceTable(t *testing.T) {
 			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
 			return err
 		}, CKR_OK},
+		// The card refusing inside an operation, held to the codes of the call that runs it.
+		{"sign: another application deleted the key", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
+			e.card.keys = e.card.keys[1:]
+			_, err := e.m.Sign(e.ro, []byte("x"), 256)
+			return err
+		}, CKR_OBJECT_HANDLE_INVALID},
+		{"sign: the card refuses the PIN inside the operation", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
+			e.card.refuse = &apdu.VerifyError{Retries: 2}
+			_, err := e.m.Sign(e.ro, []byte("x"), 256)
+			return err
+		}, CKR_USER_NOT_LOGGED_IN},
+		{"sign: the card refuses the key's algorithm", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
+			e.card.refuse = cards.ErrMechanismUnsupported
+			_, err := e.m.Sign(e.ro, []byte("x"), 256)
+			return err
+		}, CKR_FUNCTION_FAILED},
+		{"sign: no touch (conditions of use)", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
+			e.card.refuse = apdu.ErrConditions
+			_, err := e.m.Sign(e.ro, []byte("x"), 256)
+			return err
+		}, CKR_FUNCTION_REJECTED},
+		{"decrypt: the card refuses a ciphertext above the modulus", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.DecryptInit(e.ro, Mechanism{Type: CKM_RSA_X_509}, privKey(t, e)), CKR_OK)
+			_, err := e.m.Decrypt(e.ro, bytes.Repeat([]byte{0xFF}, 256), 256)
+			return err
+		}, CKR_ENCRYPTED_DATA_INVALID},
+		{"decrypt: the card refuses the length", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.DecryptInit(e.ro, Mechanism{Type: CKM_RSA_X_509}, privKey(t, e)), CKR_OK)
+			e.card.refuse = cards.ErrInputLength
+			_, err := e.m.Decrypt(e.ro, make([]byte, 256), 256)
+			return err
+		}, CKR_ENCRYPTED_DATA_LEN_RANGE},
+		{"decrypt: another application deleted the key", true, func(t *testing.T, e *env) error {
+			wantRV(t, e.m.DecryptInit(e.ro, Mechanism{Type: CKM_RSA_X_509}, privKey(t, e)), CKR_OK)
+			e.card.keys = e.card.keys[1:]
+			_, err := e.m.Decrypt(e.ro, make([]byte, 256), 256)
+			return err
+		}, CKR_OBJECT_HANDLE_INVALID},
+		{"ECDH: the card refuses the peer's point", true, func(t *testing.T, e *env) error {
+			e.card.refuse = cards.ErrBadInput
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
+			return err
+		}, CKR_MECHANISM_PARAM_INVALID},
+		{"ECDH: the card refuses the PIN", true, func(t *testing.T, e *env) error {
+			e.card.refuse = cards.ErrPINBlocked
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
+			return err
+		}, CKR_USER_NOT_LOGGED_IN},
+		{"ECDH: another application deleted the key", true, func(t *testing.T, e *env) error {
+			k := find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3)
+			e.card.refuse = cards.ErrKeyNotFound
+			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, k, nil)
+			return err
+		}, CKR_KEY_HANDLE_INVALID},
 		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
 		{"init token: card removed", false, func(t *testing.T, e *env) error {
 			e.src.remove()

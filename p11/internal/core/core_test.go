@@ -1230,14 +1230,15 @@ func TestPINCache(t *testing.T) {
 	if _, err := m.Sign(s, []byte("x"), 256); err != nil {
 		t.Fatalf("sign after reset with the PIN cache: %v", err)
 	}
-	// The PIN changed meanwhile: one failed try, then logged out, cache gone.
+	// The PIN changed meanwhile: one failed try, then logged out, cache gone. C_Sign
+	// gives no PIN codes: the login it needs no longer holds.
 	forget()
 	c.mu.Lock()
 	c.pin = []byte("999999")
 	c.mu.Unlock()
 	wantRV(t, m.SignInit(s, Mechanism{Type: CKM_SHA256_RSA_PKCS}, k), CKR_OK)
 	_, err := m.Sign(s, []byte("x"), 256)
-	wantRV(t, err, CKR_PIN_INCORRECT)
+	wantRV(t, err, CKR_USER_NOT_LOGGED_IN)
 	if c.retries != 2 {
 		t.Errorf("retries %d: the cache tried more than once", c.retries)
 	}

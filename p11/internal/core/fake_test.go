@@ -39,6 +39,7 @@ type fakeCard struct {
 	driver    string
 	mangle    func([]byte) []byte // when set, applied to every signature (a broken card)
 	pinPadPIN []byte              // what the user types on a PIN-pad reader
+	refuse    error               // when set, what the next private-key operation answers
 }
 
 type fakeKey struct {
@@ -199,7 +200,17 @@ func (t *fakeToken) Unblock(ctx context.Context, r cards.Role, secret, newPIN []
 	return cards.ErrNotSupported
 }
 
+// refused is the card's answer set by refuse, once.
+func (c *fakeCard) refused() error {
+	err := c.refuse
+	c.refuse = nil
+	return err
+}
+
 func (t *fakeToken) key(id []byte) (*fakeKey, error) {
+	if err := t.c.refused(); err != nil {
+		return nil, err
+	}
 	for _, k := range t.c.keys {
 		if bytes.Equal(k.id, id) {
 			return k, nil

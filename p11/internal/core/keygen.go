@@ -77,7 +77,7 @@ func (m *Module) DeriveKey(h uint64, mech Mechanism, base uint64, tmpl []Attr) (
 		secret, err = tok.Derive(ctx, co.ID, peer, nil)
 		return err
 	}); err != nil {
-		return 0, err
+		return 0, heldTo(err, deriveFailures)
 	}
 	if want := (curveBits[k.Alg] + 7) / 8; len(secret) != want {
 		clear(secret)
