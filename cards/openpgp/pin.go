@@ -77,14 +77,18 @@ func (t *Token) encode(ctx context.Context, p pw, secret []byte) ([]byte, error)
 }
 
 // pinErr gives a PIN command's failure its card-level meaning, keeping the cached retry
-// counters current.
-func (t *Token) pinErr(what string, ref byte, err error) error {
+// counters current. ref is the PW the command checked, 0 for the reset code.
+func (t *Token) pinErr(ctx context.Context, what string, ref byte, err error) error {
+	if errors.Is(err, apdu.ErrSecurityStatus) {
+		err = t.wrongSecret(ctx, ref, err)
+	}
 	var ve *apdu.VerifyError
 	if errors.As(err, &ve) {
-		switch ref {
-		case pwSign, pwOther:
+		switch {
+		case ve.Retries < 0:
+		case ref == pwSign || ref == pwOther:
 			t.ad.PW.PW1Retries = ve.Retries
-		case pwAdmin:
+		case ref == pwAdmin:
 			t.ad.PW.PW3Retries = ve.Retries
 		}
 		if ve.Retries == 0 {
@@ -101,6 +105,19 @@ func (t *Token) pinErr(what string, ref byte, err error) error {
 	return fmt.Errorf("openpgp: %s: %w", what, err)
 }
 
+// wrongSecret is a PIN command's 6982 as the wrong secret it reports: a YubiKey, a Gnuk
+// or a Nitrokey answers a wrong PW so (GnuPG's SW_CHV_WRONG), without the counter 63Cx
+// carries. The PW status bytes hold it (one GET DATA, on this failure only, as ykman
+// reads them); unreadable, the count is unknown (-1).
+func (t *Token) wrongSecret(ctx context.Context, ref byte, err error) error {
+	n := -1
+	if st, rerr := t.readPW(ctx); rerr == nil {
+		t.ad.PW = st
+		n = map[byte]int{pwSign: st.PW1Retries, pwOther: st.PW1Retries, pwAdmin: st.PW3Retries, 0: st.RCRetries}[ref]
+	}
+	return fmt.Errorf("%w (%w)", &apdu.VerifyError{Retries: n}, err)
+}
+
 // verify sends VERIFY for ref (spec 3.4 §7.2.2); the caller holds the lock.
 func (t *Token) verify(ctx context.Context, ref byte, pin []byte) error {
 	p := pwPW1
@@ -114,7 +131,7 @@ func (t *Token) verify(ctx context.Context, ref byte, pin []byte) error {
 	defer wipe(data)
 	_, err = apdu.Do(ctx, t.conn, apdu.Command{INS: insVerify, P2: ref, Data: data}, t.opt)
 	if err != nil {
-		return t.pinErr(fmt.Sprintf("verify %02X", ref), ref, err)
+		return t.pinErr(ctx, fmt.Sprintf("verify %02X", ref), ref, err)
 	}
 	t.verified |= pwBit(ref)
 	return nil
@@ -151,19 +168,24 @@ func (t *Token) PINStatuses(ctx context.Context, roles ...cards.Role) ([]cards.P
 		return nil, err
 	}
 	defer unlock()
-	b, err := t.getData(ctx, doPWStatus)
-	if err != nil {
-		return nil, fmt.Errorf("openpgp: PW status: %w", err)
-	}
-	if v, ok, err := apdu.Find(b, doPWStatus); err == nil && ok {
-		b = v
-	}
-	st, err := parsePWStatus(b)
+	st, err := t.readPW(ctx)
 	if err != nil {
 		return nil, err
 	}
 	t.ad.PW = st
 	return pwStatuses(st, roles), nil
+}
+
+// readPW reads the PW status bytes (C4) inside an open transaction.
+func (t *Token) readPW(ctx context.Context) (PWStatus, error) {
+	b, err := t.getData(ctx, doPWStatus)
+	if err != nil {
+		return PWStatus{}, fmt.Errorf("openpgp: PW status: %w", err)
+	}
+	if v, ok, err := apdu.Find(b, doPWStatus); err == nil && ok {
+		b = v
+	}
+	return parsePWStatus(b)
 }
 
 // OpenedPINs implements cards.OpenedPINs: Open's application data held the PW status
@@ -289,7 +311,7 @@ func (t *Token) ChangePIN(ctx context.Context, role cards.Role, old, new []byte)
 		// resets the PIN either way.
 		t.verified |= map[byte]uint8{pwSign: pwBit(pwSign) | pwBit(pwOther), pwAdmin: pwBit(pwAdmin)}[ref]
 		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insChangeRef, P2: ref, Data: data}, t.opt); err != nil {
-			return t.pinErr("change "+p.String(), ref, err)
+			return t.pinErr(ctx, "change "+p.String(), ref, err)
 		}
 		return nil
 	case cards.RolePUK:
@@ -347,7 +369,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 				}
 				return fmt.Errorf("openpgp: unblock with reset code: %w", err)
 			}
-			return t.pinErr("unblock with reset code", 0, err)
+			return t.pinErr(ctx, "unblock with reset code", 0, err)
 		}
 	case cards.RoleSO:
 		if len(secret) > 0 {

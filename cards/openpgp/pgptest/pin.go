@@ -112,6 +112,16 @@ func (c *Card) putKDF(v []byte) apdu.Response {
 
 func triesSW(n int) apdu.Response { return sw(apdu.SW(0x63C0 | n&0xF)) }
 
+// wrongSW answers a wrong secret with n tries left. A YubiKey answers 6982 without the
+// counter, which the PW status bytes keep (ykman reads them after it), as do the cards
+// GnuPG was written for (its SW_CHV_WRONG); a strict card reports the counter.
+func (c *Card) wrongSW(n int) apdu.Response {
+	if c.yk() {
+		return sw(apdu.SWSecurityStatus)
+	}
+	return triesSW(n)
+}
+
 // checkLen applies the spec's minimum lengths when PINs travel in clear.
 func (c *Card) checkLen(v []byte, min int) bool {
 	if c.kdfOn() {
@@ -181,7 +191,7 @@ func (c *Card) cmdVerify(cmd apdu.Command) apdu.Response {
 		default:
 			c.vol.v83 = false
 		}
-		return triesSW(*tries)
+		return c.wrongSW(*tries)
 	}
 	*tries = maxTries
 	switch ref {
@@ -216,7 +226,7 @@ func (c *Card) cmdChange(cmd apdu.Command) apdu.Response {
 	c.st.dirty = true
 	if subtle.ConstantTimeCompare(old, *secret) != 1 {
 		*tries--
-		return triesSW(*tries)
+		return c.wrongSW(*tries)
 	}
 	if !c.checkLen(nw, min) {
 		return sw(apdu.SWWrongLength)
@@ -249,7 +259,7 @@ func (c *Card) cmdResetRetry(cmd apdu.Command) apdu.Response {
 		c.st.dirty = true
 		if subtle.ConstantTimeCompare(cmd.Data[:n], s.RC) != 1 {
 			s.RCTries--
-			return triesSW(s.RCTries)
+			return c.wrongSW(s.RCTries)
 		}
 		s.RCTries = maxTries
 		nw = cmd.Data[n:]
