@@ -104,6 +104,7 @@ func TestModuleHostileCard(t *testing.T) {
 	t.Logf("honest card: peak resident memory %d KiB", honestRSS)
 
 	codes := map[string]int{}
+	failed := map[string]int{} // by call and code, from the module's trace
 	mangled := map[string]int{}
 	var maxRSS int64
 	var slowestCall struct {
@@ -145,6 +146,9 @@ func TestModuleHostileCard(t *testing.T) {
 			if tr.slowest > slowestCall.d {
 				slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 			}
+			for k, v := range tr.failed {
+				failed[k] += v
+			}
 			for _, code := range ckrName.FindAllString(tr.out, -1) {
 				codes[code]++
 				// pkcs11-tool's buffers hold any honest result of these keys: a short
@@ -172,8 +176,8 @@ func TestModuleHostileCard(t *testing.T) {
 			mangled[k] += v
 		}
 	}
-	t.Logf("%d runs: %d of %d responses lied (%s); codes reported %s; peak resident memory %d KiB (honest %d KiB); slowest call %s %v",
-		runs, lies, responses, joinCounts(mangled), joinCounts(codes), maxRSS, honestRSS, slowestCall.name, slowestCall.d)
+	t.Logf("%d runs: %d of %d responses lied (%s); codes reported %s; calls that failed, by code: %s; peak resident memory %d KiB (honest %d KiB); slowest call %s %v",
+		runs, lies, responses, joinCounts(mangled), joinCounts(codes), joinCounts(failed), maxRSS, honestRSS, slowestCall.name, slowestCall.d)
 }
 
 // hostilePGPCard is a virtual OpenPGP card with an RSA-2048 signature key (ID 01), an

@@ -17,7 +17,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +53,7 @@ func TestModuleRandomRemoval(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := mrand.New(mrand.NewPCG(seed, 0))
 	codes := map[string]int{}
+	failed := map[string]int{} // by call and code, from the module's trace
 	var slowest time.Duration
 	var slowestCall struct {
 		d    time.Duration
@@ -91,6 +91,9 @@ func TestModuleRandomRemoval(t *testing.T) {
 		if tr.slowest > slowestCall.d {
 			slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 		}
+		for k, v := range tr.failed {
+			failed[k] += v
+		}
 		o := tr.out
 		for _, code := range ckrName.FindAllString(o, -1) {
 			codes[code]++
@@ -106,12 +109,8 @@ func TestModuleRandomRemoval(t *testing.T) {
 			cardOK(run)
 		}
 	}
-	var dist []string
-	for k, v := range codes {
-		dist = append(dist, fmt.Sprintf("%s %d", k, v))
-	}
-	sort.Strings(dist)
-	t.Logf("%d removals at random APDUs: codes reported %v; slowest process %v, slowest call %s %v", runs, dist, slowest.Round(time.Millisecond), slowestCall.name, slowestCall.d)
+	t.Logf("%d removals at random APDUs: codes reported %s; calls that failed, by code: %s; slowest process %v, slowest call %s %v",
+		runs, joinCounts(codes), joinCounts(failed), slowest.Round(time.Millisecond), slowestCall.name, slowestCall.d)
 }
 
 // pivToolOps are the pkcs11-tool operations the random-fault tests pick from, on modKeys's
@@ -152,6 +151,7 @@ type tracedRun struct {
 	slowestName string
 	maxRSS      int64 // peak resident memory, KiB
 	trace       string
+	failed      map[string]int // "C_Sign CKR_DEVICE_ERROR": how many calls returned the code
 }
 
 // ckrName finds return values in a client's output (CKR_0x… for codes without a name).
@@ -188,8 +188,12 @@ func runTracedProg(t *testing.T, prog string, args []string, debug ...string) tr
 	}
 	tr, _ := os.ReadFile(trace)
 	r.trace = string(tr)
+	r.failed = map[string]int{}
 	for _, m := range callLine.FindAllStringSubmatch(r.trace, -1) {
 		r.calls++
+		if m[2] != "CKR_OK" && m[2] != "CKR_BUFFER_TOO_SMALL" {
+			r.failed["C_"+strings.TrimPrefix(m[1], "p11")+" "+m[2]]++
+		}
 		if cd, err := time.ParseDuration(m[3]); err == nil {
 			if cd > r.slowest {
 				r.slowest, r.slowestName = cd, m[1]

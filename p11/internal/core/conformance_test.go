@@ -135,19 +135,19 @@ func TestConformanceTable(t *testing.T) {
 		}, CKR_OBJECT_HANDLE_INVALID},
 		{"sign: the card refuses the PIN inside the operation", true, func(t *testing.T, e *env) error {
 			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = &apdu.VerifyError{Retries: 2}
+			e.card.refuse = map[string]error{"key": &apdu.VerifyError{Retries: 2}}
 			_, err := e.m.Sign(e.ro, []byte("x"), 256)
 			return err
 		}, CKR_USER_NOT_LOGGED_IN},
 		{"sign: the card refuses the key's algorithm", true, func(t *testing.T, e *env) error {
 			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = cards.ErrMechanismUnsupported
+			e.card.refuse = map[string]error{"key": cards.ErrMechanismUnsupported}
 			_, err := e.m.Sign(e.ro, []byte("x"), 256)
 			return err
 		}, CKR_FUNCTION_FAILED},
 		{"sign: no touch (conditions of use)", true, func(t *testing.T, e *env) error {
 			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = apdu.ErrConditions
+			e.card.refuse = map[string]error{"key": apdu.ErrConditions}
 			_, err := e.m.Sign(e.ro, []byte("x"), 256)
 			return err
 		}, CKR_FUNCTION_REJECTED},
@@ -158,7 +158,7 @@ func TestConformanceTable(t *testing.T) {
 		}, CKR_ENCRYPTED_DATA_INVALID},
 		{"decrypt: the card refuses the length", true, func(t *testing.T, e *env) error {
 			wantRV(t, e.m.DecryptInit(e.ro, Mechanism{Type: CKM_RSA_X_509}, privKey(t, e)), CKR_OK)
-			e.card.refuse = cards.ErrInputLength
+			e.card.refuse = map[string]error{"key": cards.ErrInputLength}
 			_, err := e.m.Decrypt(e.ro, make([]byte, 256), 256)
 			return err
 		}, CKR_ENCRYPTED_DATA_LEN_RANGE},
@@ -169,21 +169,37 @@ func TestConformanceTable(t *testing.T) {
 			return err
 		}, CKR_OBJECT_HANDLE_INVALID},
 		{"ECDH: the card refuses the peer's point", true, func(t *testing.T, e *env) error {
-			e.card.refuse = cards.ErrBadInput
+			e.card.refuse = map[string]error{"key": cards.ErrBadInput}
 			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
 			return err
 		}, CKR_MECHANISM_PARAM_INVALID},
 		{"ECDH: the card refuses the PIN", true, func(t *testing.T, e *env) error {
-			e.card.refuse = cards.ErrPINBlocked
+			e.card.refuse = map[string]error{"key": cards.ErrPINBlocked}
 			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3), nil)
 			return err
 		}, CKR_USER_NOT_LOGGED_IN},
 		{"ECDH: another application deleted the key", true, func(t *testing.T, e *env) error {
 			k := find1(t, e.m, e.ro, CKO_PRIVATE_KEY, 3)
-			e.card.refuse = cards.ErrKeyNotFound
+			e.card.refuse = map[string]error{"key": cards.ErrKeyNotFound}
 			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, k, nil)
 			return err
 		}, CKR_KEY_HANDLE_INVALID},
+		{"find: the card refuses a read (conditions of use)", false, func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{"list": apdu.ErrConditions}
+			return e.m.FindObjectsInit(e.ro, nil)
+		}, CKR_DEVICE_ERROR},
+		{"find: the card says a read is not supported", false, func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{"list": cards.ErrNotSupported}
+			return e.m.FindObjectsInit(e.ro, nil)
+		}, CKR_DEVICE_ERROR},
+		{"login: the card refuses the VERIFY (conditions of use)", false, func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{"login": apdu.ErrConditions}
+			return e.m.Login(e.ro, CKU_USER, []byte("123456"))
+		}, CKR_DEVICE_ERROR},
+		{"login: the card answers the VERIFY with security status not satisfied", false, func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{"login": apdu.ErrSecurityStatus}
+			return e.m.Login(e.ro, CKU_USER, []byte("123456"))
+		}, CKR_PIN_INCORRECT},
 		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
 		{"init token: card removed", false, func(t *testing.T, e *env) error {
 			e.src.remove()

@@ -537,7 +537,26 @@ var (
 	deriveFailures = with(pinFailures, map[uint64]uint64{
 		CKR_DATA_INVALID: CKR_MECHANISM_PARAM_INVALID, CKR_DATA_LEN_RANGE: CKR_MECHANISM_PARAM_INVALID,
 	})
+	// A listing (C_FindObjectsInit, C_GetAttributeValue and the calls that look up the
+	// card's objects) sends only reads: a refusal no read can meet is a broken card.
+	listingFailures = deviceErrors(CKR_FUNCTION_REJECTED, CKR_FUNCTION_NOT_SUPPORTED, CKR_USER_NOT_LOGGED_IN,
+		CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_LEN_RANGE, CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED,
+		CKR_DATA_INVALID, CKR_DATA_LEN_RANGE, CKR_TOKEN_NOT_RECOGNIZED)
+	// C_Login's PIN codes stay. "Security status not satisfied" in answer to a VERIFY
+	// says the secret was not accepted; a VERIFY refused for another reason is a broken
+	// card.
+	loginFailures = with(deviceErrors(CKR_FUNCTION_REJECTED, CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED,
+		CKR_OBJECT_HANDLE_INVALID, CKR_TOKEN_NOT_RECOGNIZED), map[uint64]uint64{CKR_USER_NOT_LOGGED_IN: CKR_PIN_INCORRECT})
 )
+
+// deviceErrors puts CKR_DEVICE_ERROR in place of each of rvs.
+func deviceErrors(rvs ...uint64) map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	for _, rv := range rvs {
+		out[rv] = CKR_DEVICE_ERROR
+	}
+	return out
+}
 
 // with is base and more in one new map.
 func with(base, more map[uint64]uint64) map[uint64]uint64 {

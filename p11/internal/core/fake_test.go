@@ -39,7 +39,7 @@ type fakeCard struct {
 	driver    string
 	mangle    func([]byte) []byte // when set, applied to every signature (a broken card)
 	pinPadPIN []byte              // what the user types on a PIN-pad reader
-	refuse    error               // when set, what the next private-key operation answers
+	refuse    map[string]error    // by call ("key", "list", "login"): what its next call answers
 }
 
 type fakeKey struct {
@@ -108,6 +108,9 @@ func (t *fakeToken) Info() cards.TokenInfo {
 func (t *fakeToken) Objects(ctx context.Context, f cards.Filter) ([]cards.Object, error) {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
+	if err := t.c.refused("list"); err != nil {
+		return nil, err
+	}
 	var out []cards.Object
 	add := func(o cards.Object) {
 		if (f.Kind == 0 || f.Kind == o.Kind) && (f.ID == nil || bytes.Equal(f.ID, o.ID)) {
@@ -150,6 +153,9 @@ func (t *fakeToken) PINStatus(ctx context.Context, r cards.Role) (cards.PINStatu
 func (t *fakeToken) Login(ctx context.Context, r cards.Role, secret []byte) error {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
+	if err := t.c.refused("login"); err != nil {
+		return err
+	}
 	if r == cards.RoleSO {
 		if !bytes.Equal(secret, t.c.so) {
 			return fmt.Errorf("fake: %w", apdu.ErrSecurityStatus)
@@ -200,15 +206,15 @@ func (t *fakeToken) Unblock(ctx context.Context, r cards.Role, secret, newPIN []
 	return cards.ErrNotSupported
 }
 
-// refused is the card's answer set by refuse, once.
-func (c *fakeCard) refused() error {
-	err := c.refuse
-	c.refuse = nil
+// refused is the answer refuse holds for call, once.
+func (c *fakeCard) refused(call string) error {
+	err := c.refuse[call]
+	delete(c.refuse, call)
 	return err
 }
 
 func (t *fakeToken) key(id []byte) (*fakeKey, error) {
-	if err := t.c.refused(); err != nil {
+	if err := t.c.refused("key"); err != nil {
 		return nil, err
 	}
 	for _, k := range t.c.keys {

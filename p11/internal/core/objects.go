@@ -31,7 +31,7 @@ func (m *Module) tokenObjects(ts *tokenState, f cards.Filter) ([]cards.Object, e
 		objs, err = tok.Objects(ctx, f)
 		return err
 	})
-	return objs, err
+	return objs, heldTo(err, listingFailures)
 }
 
 // handleLocked returns the handle of a token object, assigning one on first sight.

@@ -215,7 +215,7 @@ func (m *Module) Login(h uint64, userType uint64, pin []byte) error {
 		ts.pins.afterLogin(role, err)
 		return err
 	}); err != nil {
-		return err
+		return heldTo(err, loginFailures)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -248,7 +248,7 @@ func (m *Module) contextLogin(s *session, pin []byte) error {
 			s.ts.pins.afterLogin(cards.RoleUser, err)
 			return err
 		}); err != nil {
-			return err
+			return heldTo(err, loginFailures)
 		}
 	}
 	op.setAuth(pin)
