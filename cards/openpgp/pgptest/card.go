@@ -18,7 +18,7 @@ type Mode int
 
 const (
 	// ModeYubiKey behaves like a YubiKey 5 (firmware 5.4.3) OpenPGP 3.4 applet: an empty
-	// VERIFY answers 6A80, 6E carries a fourth (attestation) key (fingerprints of 80
+	// VERIFY answers 6A80, a wrong PW 6982 (no counter), 6E carries a fourth (attestation) key (fingerprints of 80
 	// bytes, dates of 16), 7F66 sits inside the discretionary data 73, the PW status
 	// bytes of a factory card start with FF, extended APDUs are accepted.
 	ModeYubiKey Mode = iota

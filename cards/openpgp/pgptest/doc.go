@@ -3,8 +3,9 @@
 // vcard.Card).
 //
 // Three modes: ModeYubiKey models a YubiKey 5 (firmware 5.4.x) OpenPGP applet with its
-// quirks (ATR, empty VERIFY answers 6A80, a fourth attestation key in 6E, 7F66 inside 73,
-// PW status byte 1 FF on a fresh card, UIF DOs D6–D9, GET VERSION F1, extended APDUs);
+// quirks (ATR, empty VERIFY answers 6A80, a wrong PW 6982 without the counter, a fourth
+// attestation key in 6E, 7F66 inside 73, PW status byte 1 FF on a fresh card, UIF DOs
+// D6–D9, GET VERSION F1, extended APDUs);
 // ModeStrict follows the specification (empty VERIFY gives 63Cx/9000, PIN for every
 // signature by default, short APDUs with command chaining and GET RESPONSE only); ModeV2
 // is a 2.1 card (RSA only, one certificate, no VERIFY P1=FF, KDF-DO or key information).

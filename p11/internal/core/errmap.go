@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 
 	"github.com/p11-card/p11-card/apdu"
@@ -114,4 +115,70 @@ func RVName(rv uint64) string {
 		return n
 	}
 	return fmt.Sprintf("CKR_0x%X", rv)
+}
+
+// The card's refusals inside a call, held to the codes that call may return (PKCS#11
+// 2.40 §5.x lists them per function; heldTo applies them); the card's reason stays in
+// the error's text. Inside a private-key operation or a derivation:
+//   - A PIN refused inside the call (a PIN-always key's, the cached PIN's, one typed on
+//     the PIN pad) is CKR_USER_NOT_LOGGED_IN: the call needs a login that does not hold.
+//     C_Sign, C_Decrypt and C_DeriveKey give no PIN codes.
+//   - A key the card no longer has, under a running operation, is
+//     CKR_OBJECT_HANDLE_INVALID, as for any object that another application deleted
+//     under an operation (pkcs11-usage.md §4.3). C_DeriveKey names its key itself, and
+//     keeps CKR_KEY_HANDLE_INVALID.
+//   - The card refusing the key's algorithm, after C_SignInit or C_DecryptInit took it,
+//     is CKR_FUNCTION_FAILED.
+//   - Input the card refused is CKR_ENCRYPTED_DATA_* for decryption, and
+//     CKR_MECHANISM_PARAM_INVALID for derivation (the peer's point is the parameter).
+var (
+	pinFailures = map[uint64]uint64{
+		CKR_PIN_INCORRECT: CKR_USER_NOT_LOGGED_IN, CKR_PIN_LOCKED: CKR_USER_NOT_LOGGED_IN, CKR_PIN_LEN_RANGE: CKR_USER_NOT_LOGGED_IN,
+	}
+	signFailures = with(pinFailures, map[uint64]uint64{
+		CKR_KEY_HANDLE_INVALID: CKR_OBJECT_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED: CKR_FUNCTION_FAILED,
+	})
+	decryptFailures = with(signFailures, map[uint64]uint64{
+		CKR_DATA_INVALID: CKR_ENCRYPTED_DATA_INVALID, CKR_DATA_LEN_RANGE: CKR_ENCRYPTED_DATA_LEN_RANGE,
+	})
+	deriveFailures = with(pinFailures, map[uint64]uint64{
+		CKR_DATA_INVALID: CKR_MECHANISM_PARAM_INVALID, CKR_DATA_LEN_RANGE: CKR_MECHANISM_PARAM_INVALID,
+	})
+	// A listing (C_FindObjectsInit, C_GetAttributeValue and the calls that look up the
+	// card's objects) sends only reads: a refusal no read can meet is a broken card.
+	listingFailures = deviceErrors(CKR_FUNCTION_REJECTED, CKR_FUNCTION_NOT_SUPPORTED, CKR_USER_NOT_LOGGED_IN,
+		CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_LEN_RANGE, CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED,
+		CKR_DATA_INVALID, CKR_DATA_LEN_RANGE, CKR_TOKEN_NOT_RECOGNIZED)
+	// C_Login's PIN codes stay. "Security status not satisfied" in answer to a VERIFY
+	// says the secret was not accepted; a VERIFY refused for another reason is a broken
+	// card.
+	loginFailures = with(deviceErrors(CKR_FUNCTION_REJECTED, CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED,
+		CKR_OBJECT_HANDLE_INVALID, CKR_TOKEN_NOT_RECOGNIZED), map[uint64]uint64{CKR_USER_NOT_LOGGED_IN: CKR_PIN_INCORRECT})
+)
+
+// deviceErrors puts CKR_DEVICE_ERROR in place of each of rvs.
+func deviceErrors(rvs ...uint64) map[uint64]uint64 {
+	out := map[uint64]uint64{}
+	for _, rv := range rvs {
+		out[rv] = CKR_DEVICE_ERROR
+	}
+	return out
+}
+
+// with is base and more in one new map.
+func with(base, more map[uint64]uint64) map[uint64]uint64 {
+	out := maps.Clone(base)
+	maps.Copy(out, more)
+	return out
+}
+
+// heldTo gives err the code failures puts in place of its own, if any.
+func heldTo(err error, failures map[uint64]uint64) error {
+	if err == nil {
+		return nil
+	}
+	if rv, ok := failures[RV(err)]; ok {
+		return errRV(rv, err.Error())
+	}
+	return err
 }
