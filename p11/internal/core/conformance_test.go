@@ -22,6 +22,15 @@ func TestConformanceTable(t *testing.T) {
 	}
 	privKey := func(t *testing.T, e *env) uint64 { return find1(t, e.m, e.rw, CKO_PRIVATE_KEY, 1) }
 	pubKey := func(t *testing.T, e *env) uint64 { return find1(t, e.m, e.rw, CKO_PUBLIC_KEY, 1) }
+	// signRefused signs with the RSA key, the card answering the signature with refusal.
+	signRefused := func(refusal error) func(t *testing.T, e *env) error {
+		return func(t *testing.T, e *env) error {
+			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
+			e.card.refuse = map[string]error{"key": refusal}
+			_, err := e.m.Sign(e.ro, []byte("x"), 256)
+			return err
+		}
+	}
 	rows := []struct {
 		name  string
 		login bool
@@ -133,24 +142,9 @@ func TestConformanceTable(t *testing.T) {
 			_, err := e.m.Sign(e.ro, []byte("x"), 256)
 			return err
 		}, CKR_OBJECT_HANDLE_INVALID},
-		{"sign: the card refuses the PIN inside the operation", true, func(t *testing.T, e *env) error {
-			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = map[string]error{"key": &apdu.VerifyError{Retries: 2}}
-			_, err := e.m.Sign(e.ro, []byte("x"), 256)
-			return err
-		}, CKR_USER_NOT_LOGGED_IN},
-		{"sign: the card refuses the key's algorithm", true, func(t *testing.T, e *env) error {
-			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = map[string]error{"key": cards.ErrMechanismUnsupported}
-			_, err := e.m.Sign(e.ro, []byte("x"), 256)
-			return err
-		}, CKR_FUNCTION_FAILED},
-		{"sign: no touch (conditions of use)", true, func(t *testing.T, e *env) error {
-			wantRV(t, e.m.SignInit(e.ro, Mechanism{Type: CKM_SHA256_RSA_PKCS}, privKey(t, e)), CKR_OK)
-			e.card.refuse = map[string]error{"key": apdu.ErrConditions}
-			_, err := e.m.Sign(e.ro, []byte("x"), 256)
-			return err
-		}, CKR_FUNCTION_REJECTED},
+		{"sign: the card refuses the PIN inside the operation", true, signRefused(&apdu.VerifyError{Retries: 2}), CKR_USER_NOT_LOGGED_IN},
+		{"sign: the card refuses the key's algorithm", true, signRefused(cards.ErrMechanismUnsupported), CKR_FUNCTION_FAILED},
+		{"sign: no touch (conditions of use)", true, signRefused(apdu.ErrConditions), CKR_FUNCTION_REJECTED},
 		{"decrypt: the card refuses a ciphertext above the modulus", true, func(t *testing.T, e *env) error {
 			wantRV(t, e.m.DecryptInit(e.ro, Mechanism{Type: CKM_RSA_X_509}, privKey(t, e)), CKR_OK)
 			_, err := e.m.Decrypt(e.ro, bytes.Repeat([]byte{0xFF}, 256), 256)
