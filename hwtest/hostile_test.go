@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -35,7 +36,8 @@ var hostileRates = []float64{0.02, 0.08, 0.25, 1}
 // any number, P11CARD_HOSTILE_SEED=S repeats a run). No process dies of a
 // signal or a panic, none runs 10 s, no call takes 2 s, every code is one the module
 // names (never CKR_GENERAL_ERROR, its panic code, nor CKR_BUFFER_TOO_SMALL, a lie taken
-// for a result), the peak resident memory of the process
+// for a result), each call callCodes names returns only codes its function gives (from
+// the module's trace), the peak resident memory of the process
 // stays within 32 MiB of the same operations on an honest card, no wrong PIN reaches the
 // PIV card, and every 25 runs the honest card signs.
 func TestModuleHostileCard(t *testing.T) {
@@ -146,6 +148,7 @@ func TestModuleHostileCard(t *testing.T) {
 			if tr.slowest > slowestCall.d {
 				slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 			}
+			checkCallCodes(t, desc, tr.failed)
 			for k, v := range tr.failed {
 				failed[k] += v
 			}
@@ -238,6 +241,59 @@ func hostileTail(l *vcard.Log) string {
 		fmt.Fprintf(&b, "  %X -> %d bytes %X…%X\n", e.Cmd[:min(len(e.Cmd), 12)], len(e.Resp), head, e.Resp[max(0, len(e.Resp)-2):])
 	}
 	return b.String()
+}
+
+// callCodes holds, for the calls that lying cards and removals make fail, the codes
+// PKCS#11 2.40 §5 gives each of them. Besides these, every call may return §5.1's codes
+// (those of any call, of calls with a session and of calls that use a token),
+// CKR_FUNCTION_CANCELED, and CKR_FUNCTION_NOT_SUPPORTED for what a card cannot do.
+// C_Login also gets CKR_PIN_LEN_RANGE for a PIN of the wrong length, as NSS and OpenSC
+// give it.
+var callCodes = map[string][]string{
+	"C_FindObjectsInit":   {"CKR_ARGUMENTS_BAD", "CKR_ATTRIBUTE_TYPE_INVALID", "CKR_ATTRIBUTE_VALUE_INVALID", "CKR_OPERATION_ACTIVE"},
+	"C_GetAttributeValue": {"CKR_ARGUMENTS_BAD", "CKR_ATTRIBUTE_SENSITIVE", "CKR_ATTRIBUTE_TYPE_INVALID", "CKR_BUFFER_TOO_SMALL", "CKR_OBJECT_HANDLE_INVALID"},
+	"C_Login": {"CKR_ARGUMENTS_BAD", "CKR_OPERATION_NOT_INITIALIZED", "CKR_PIN_INCORRECT", "CKR_PIN_LOCKED", "CKR_PIN_LEN_RANGE",
+		"CKR_SESSION_READ_ONLY_EXISTS", "CKR_USER_ALREADY_LOGGED_IN", "CKR_USER_ANOTHER_ALREADY_LOGGED_IN",
+		"CKR_USER_PIN_NOT_INITIALIZED", "CKR_USER_TOO_MANY_TYPES", "CKR_USER_TYPE_INVALID"},
+}
+
+var anyCallCodes = []string{"CKR_GENERAL_ERROR", "CKR_HOST_MEMORY", "CKR_FUNCTION_FAILED", "CKR_SESSION_HANDLE_INVALID",
+	"CKR_SESSION_CLOSED", "CKR_DEVICE_REMOVED", "CKR_DEVICE_MEMORY", "CKR_DEVICE_ERROR", "CKR_TOKEN_NOT_PRESENT",
+	"CKR_CRYPTOKI_NOT_INITIALIZED", "CKR_FUNCTION_CANCELED", "CKR_FUNCTION_NOT_SUPPORTED"}
+
+// checkCallCodes fails t for each of badCallCodes(failed).
+func checkCallCodes(t *testing.T, desc string, failed map[string]int) {
+	t.Helper()
+	for _, k := range badCallCodes(failed) {
+		t.Errorf("%s: %s, a code PKCS#11 does not give that call", desc, k)
+	}
+}
+
+// badCallCodes are the entries of failed (tracedRun.failed: "C_Login CKR_…") whose call
+// callCodes names and whose code that call does not give, sorted.
+func badCallCodes(failed map[string]int) []string {
+	var bad []string
+	for k := range failed {
+		call, code, _ := strings.Cut(k, " ")
+		codes, ok := callCodes[call]
+		if ok && !slices.Contains(codes, code) && !slices.Contains(anyCallCodes, code) {
+			bad = append(bad, k)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func TestBadCallCodes(t *testing.T) {
+	failed := map[string]int{
+		"C_Login CKR_PIN_INCORRECT": 2, "C_Login CKR_FUNCTION_REJECTED": 1, "C_Login CKR_DEVICE_REMOVED": 1,
+		"C_FindObjectsInit CKR_USER_NOT_LOGGED_IN": 1, "C_FindObjectsInit CKR_DEVICE_ERROR": 3,
+		"C_OpData CKR_FUNCTION_REJECTED": 1, // a call callCodes does not name
+	}
+	want := []string{"C_FindObjectsInit CKR_USER_NOT_LOGGED_IN", "C_Login CKR_FUNCTION_REJECTED"}
+	if got := badCallCodes(failed); !slices.Equal(got, want) {
+		t.Errorf("badCallCodes = %q, want %q", got, want)
+	}
 }
 
 func joinCounts(m map[string]int) string {

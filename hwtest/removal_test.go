@@ -37,8 +37,9 @@ var removalCKR = map[string]bool{
 // TestModuleRandomRemoval takes the card out at a random APDU of a random pkcs11-tool
 // operation, 200 times (P11CARD_SOAK=1: 1000): every process ends by itself, not by a
 // signal, within 10 s; every call into the module returns within 2 s (from the module's
-// trace); every CKR_* it reports is one the specification gives for a token that left;
-// and after every 25 runs a card inserted again signs.
+// trace); every CKR_* it reports is one the specification gives for a token that left,
+// and each call callCodes names returns only codes its function gives; and after every
+// 25 runs a card inserted again signs.
 func TestModuleRandomRemoval(t *testing.T) {
 	r := testRig(t)
 	so, _ := modBuild(t)
@@ -91,6 +92,7 @@ func TestModuleRandomRemoval(t *testing.T) {
 		if tr.slowest > slowestCall.d {
 			slowestCall.d, slowestCall.name = tr.slowest, tr.slowestName
 		}
+		checkCallCodes(t, desc, tr.failed)
 		for k, v := range tr.failed {
 			failed[k] += v
 		}

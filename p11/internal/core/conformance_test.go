@@ -186,6 +186,10 @@ func TestConformanceTable(t *testing.T) {
 			e.card.refuse = map[string]error{"list": cards.ErrNotSupported}
 			return e.m.FindObjectsInit(e.ro, nil)
 		}, CKR_DEVICE_ERROR},
+		{"find: the driver answers a listing with object not found", false, func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{"list": cards.ErrObjectNotFound}
+			return e.m.FindObjectsInit(e.ro, nil)
+		}, CKR_DEVICE_ERROR},
 		{"login: the card refuses the VERIFY (conditions of use)", false, func(t *testing.T, e *env) error {
 			e.card.refuse = map[string]error{"login": apdu.ErrConditions}
 			return e.m.Login(e.ro, CKU_USER, []byte("123456"))

@@ -145,10 +145,11 @@ var (
 		CKR_DATA_INVALID: CKR_MECHANISM_PARAM_INVALID, CKR_DATA_LEN_RANGE: CKR_MECHANISM_PARAM_INVALID,
 	})
 	// A listing (C_FindObjectsInit, C_GetAttributeValue and the calls that look up the
-	// card's objects) sends only reads: a refusal no read can meet is a broken card.
+	// card's objects) sends only reads: a refusal no read can meet is a broken card. (An
+	// object the card does not have is absent from the list, not an error.)
 	listingFailures = deviceErrors(CKR_FUNCTION_REJECTED, CKR_FUNCTION_NOT_SUPPORTED, CKR_USER_NOT_LOGGED_IN,
 		CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_PIN_LEN_RANGE, CKR_KEY_HANDLE_INVALID, CKR_KEY_FUNCTION_NOT_PERMITTED,
-		CKR_DATA_INVALID, CKR_DATA_LEN_RANGE, CKR_TOKEN_NOT_RECOGNIZED)
+		CKR_OBJECT_HANDLE_INVALID, CKR_DATA_INVALID, CKR_DATA_LEN_RANGE, CKR_TOKEN_NOT_RECOGNIZED)
 	// C_Login's PIN codes stay. "Security status not satisfied" in answer to a VERIFY
 	// says the secret was not accepted; a VERIFY refused for another reason is a broken
 	// card.
