@@ -22,6 +22,15 @@ func TestConformanceTable(t *testing.T) {
 	}
 	privKey := func(t *testing.T, e *env) uint64 { return find1(t, e.m, e.rw, CKO_PRIVATE_KEY, 1) }
 	pubKey := func(t *testing.T, e *env) uint64 { return find1(t, e.m, e.rw, CKO_PUBLIC_KEY, 1) }
+	// refused runs f, the card answering its next call of the kind named (fakeCard.refuse)
+	// with refusal.
+	refused := func(call string, refusal error, f func(e *env) error) func(t *testing.T, e *env) error {
+		return func(t *testing.T, e *env) error {
+			e.card.refuse = map[string]error{call: refusal}
+			return f(e)
+		}
+	}
+	userLogin := func(e *env) error { return e.m.Login(e.ro, CKU_USER, []byte("123456")) }
 	// signRefused signs with the RSA key, the card answering the signature with refusal.
 	signRefused := func(refusal error) func(t *testing.T, e *env) error {
 		return func(t *testing.T, e *env) error {
@@ -178,26 +187,11 @@ func TestConformanceTable(t *testing.T) {
 			_, err := e.m.DeriveKey(e.ro, Mechanism{Type: CKM_ECDH1_DERIVE, ECDH: &ECDHParams{KDF: CKD_NULL, PublicData: p256Base()}}, k, nil)
 			return err
 		}, CKR_KEY_HANDLE_INVALID},
-		{"find: the card refuses a read (conditions of use)", false, func(t *testing.T, e *env) error {
-			e.card.refuse = map[string]error{"list": apdu.ErrConditions}
-			return e.m.FindObjectsInit(e.ro, nil)
-		}, CKR_DEVICE_ERROR},
-		{"find: the card says a read is not supported", false, func(t *testing.T, e *env) error {
-			e.card.refuse = map[string]error{"list": cards.ErrNotSupported}
-			return e.m.FindObjectsInit(e.ro, nil)
-		}, CKR_DEVICE_ERROR},
-		{"find: the driver answers a listing with object not found", false, func(t *testing.T, e *env) error {
-			e.card.refuse = map[string]error{"list": cards.ErrObjectNotFound}
-			return e.m.FindObjectsInit(e.ro, nil)
-		}, CKR_DEVICE_ERROR},
-		{"login: the card refuses the VERIFY (conditions of use)", false, func(t *testing.T, e *env) error {
-			e.card.refuse = map[string]error{"login": apdu.ErrConditions}
-			return e.m.Login(e.ro, CKU_USER, []byte("123456"))
-		}, CKR_DEVICE_ERROR},
-		{"login: the card answers the VERIFY with security status not satisfied", false, func(t *testing.T, e *env) error {
-			e.card.refuse = map[string]error{"login": apdu.ErrSecurityStatus}
-			return e.m.Login(e.ro, CKU_USER, []byte("123456"))
-		}, CKR_PIN_INCORRECT},
+		{"find: the card refuses a read (conditions of use)", false, refused("list", apdu.ErrConditions, func(e *env) error { return e.m.FindObjectsInit(e.ro, nil) }), CKR_DEVICE_ERROR},
+		{"find: the card says a read is not supported", false, refused("list", cards.ErrNotSupported, func(e *env) error { return e.m.FindObjectsInit(e.ro, nil) }), CKR_DEVICE_ERROR},
+		{"find: the driver answers a listing with object not found", false, refused("list", cards.ErrObjectNotFound, func(e *env) error { return e.m.FindObjectsInit(e.ro, nil) }), CKR_DEVICE_ERROR},
+		{"login: the card refuses the VERIFY (conditions of use)", false, refused("login", apdu.ErrConditions, userLogin), CKR_DEVICE_ERROR},
+		{"login: the card answers the VERIFY with security status not satisfied", false, refused("login", apdu.ErrSecurityStatus, userLogin), CKR_PIN_INCORRECT},
 		{"init token: bad slot", false, func(t *testing.T, e *env) error { return e.m.InitToken(42) }, CKR_SLOT_ID_INVALID},
 		{"init token: card removed", false, func(t *testing.T, e *env) error {
 			e.src.remove()
