@@ -105,10 +105,10 @@ func (t *Token) pinErr(ctx context.Context, what string, ref byte, err error) er
 	return fmt.Errorf("openpgp: %s: %w", what, err)
 }
 
-// wrongSecret is a PIN command's 6982 as the wrong secret it reports: a YubiKey, a Gnuk
-// or a Nitrokey answers a wrong PW so (GnuPG's SW_CHV_WRONG), without the counter 63Cx
-// carries. The PW status bytes hold it (one GET DATA, on this failure only, as ykman
-// reads them); unreadable, the count is unknown (-1).
+// wrongSecret is a PIN command's 6982 as the wrong secret it reports: a YubiKey and a
+// Gnuk (the Nitrokey Start) answer a wrong PW so (GnuPG's SW_CHV_WRONG), without the
+// counter 63Cx carries. The PW status bytes hold it (one GET DATA, on this failure only,
+// as ykman reads them); unreadable, the count is unknown (-1).
 func (t *Token) wrongSecret(ctx context.Context, ref byte, err error) error {
 	n := -1
 	if st, rerr := t.readPW(ctx); rerr == nil {
