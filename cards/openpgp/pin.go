@@ -76,8 +76,12 @@ func (t *Token) encode(ctx context.Context, p pw, secret []byte) ([]byte, error)
 	return t.kdf.derive(secret, int(p)), nil
 }
 
+// refRC stands for the reset code where pinErr takes a PW reference: RESET RETRY COUNTER
+// checks it under PW1's (81).
+const refRC byte = 0
+
 // pinErr gives a PIN command's failure its card-level meaning, keeping the cached retry
-// counters current. ref is the PW the command checked, 0 for the reset code.
+// counters current. ref is the PW the command checked, refRC for the reset code.
 func (t *Token) pinErr(ctx context.Context, what string, ref byte, err error) error {
 	if errors.Is(err, apdu.ErrSecurityStatus) {
 		err = t.wrongSecret(ctx, ref, err)
@@ -90,6 +94,8 @@ func (t *Token) pinErr(ctx context.Context, what string, ref byte, err error) er
 			t.ad.PW.PW1Retries = ve.Retries
 		case ref == pwAdmin:
 			t.ad.PW.PW3Retries = ve.Retries
+		case ref == refRC:
+			t.ad.PW.RCRetries = ve.Retries
 		}
 		if ve.Retries == 0 {
 			return fmt.Errorf("openpgp: %s: %w (%w)", what, cards.ErrPINBlocked, err)
@@ -113,7 +119,7 @@ func (t *Token) wrongSecret(ctx context.Context, ref byte, err error) error {
 	n := -1
 	if st, rerr := t.readPW(ctx); rerr == nil {
 		t.ad.PW = st
-		n = map[byte]int{pwSign: st.PW1Retries, pwOther: st.PW1Retries, pwAdmin: st.PW3Retries, 0: st.RCRetries}[ref]
+		n = map[byte]int{pwSign: st.PW1Retries, pwOther: st.PW1Retries, pwAdmin: st.PW3Retries, refRC: st.RCRetries}[ref]
 	}
 	return fmt.Errorf("%w (%w)", &apdu.VerifyError{Retries: n}, err)
 }
@@ -361,15 +367,7 @@ func (t *Token) Unblock(ctx context.Context, role cards.Role, secret, newPIN []b
 		data := append(append(make([]byte, 0, len(rc)+len(n)), rc...), n...)
 		defer wipe(data)
 		if _, err := apdu.Do(ctx, t.conn, apdu.Command{INS: insResetRetry, P1: 0x00, P2: pwSign, Data: data}, t.opt); err != nil {
-			var ve *apdu.VerifyError
-			if errors.As(err, &ve) {
-				t.ad.PW.RCRetries = ve.Retries
-				if ve.Retries == 0 {
-					return fmt.Errorf("openpgp: unblock with reset code: %w (%w)", cards.ErrPINBlocked, err)
-				}
-				return fmt.Errorf("openpgp: unblock with reset code: %w", err)
-			}
-			return t.pinErr(ctx, "unblock with reset code", 0, err)
+			return t.pinErr(ctx, "unblock with reset code", refRC, err)
 		}
 	case cards.RoleSO:
 		if len(secret) > 0 {
