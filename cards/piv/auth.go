@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -57,15 +58,20 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 	if ref == 0 {
 		return cards.PINStatus{}, fmt.Errorf("piv: PIN status of %v: %w", role, cards.ErrNotSupported)
 	}
-	st := cards.PINStatus{Retries: -1}
 	if !t.hasMeta && role != cards.RoleUser {
-		return st, nil
+		return cards.PINStatus{Retries: -1}, nil
 	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
-		return st, err
+		return cards.PINStatus{Retries: -1}, err
 	}
 	defer unlock()
+	return t.readPINStatus(ctx, role, ref)
+}
+
+// readPINStatus is PINStatus inside a transaction begun already.
+func (t *Token) readPINStatus(ctx context.Context, role cards.Role, ref byte) (cards.PINStatus, error) {
+	st := cards.PINStatus{Retries: -1}
 	if t.hasMeta {
 		b, err := t.do(ctx, apdu.Command{INS: insGetMetadata, P2: ref, Ne: t.maxNe()})
 		if err != nil {
@@ -101,6 +107,21 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 		st.Retries = -1
 	}
 	return st, nil
+}
+
+type openedPIN struct {
+	st cards.PINStatus
+	at time.Time
+}
+
+// OpenedPINs implements cards.OpenedPINs: Open read the PIN's state in its transaction.
+func (t *Token) OpenedPINs(roles ...cards.Role) ([]cards.PINStatus, time.Time, bool) {
+	o := t.opened
+	if o == nil || len(roles) != 1 || roles[0] != cards.RoleUser {
+		return nil, time.Time{}, false
+	}
+	t.opened = nil
+	return []cards.PINStatus{o.st}, o.at, true
 }
 
 func isStatus(err error) bool {

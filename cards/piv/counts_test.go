@@ -31,7 +31,7 @@ func TestAPDUCounts(t *testing.T) {
 		want int
 		run  func() error
 	}{
-		{"open", 3, func() (err error) { tok, err = Driver{}.Open(ctxb, conn, card.ATR()); return }},
+		{"open", 4, func() (err error) { tok, err = Driver{}.Open(ctxb, conn, card.ATR()); return }},
 		{"find private key 01", 1, func() error {
 			_, err := tok.Objects(ctxb, cards.Filter{ID: []byte{1}, Kind: cards.KindPrivateKey})
 			return err

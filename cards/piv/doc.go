@@ -67,8 +67,10 @@
 //
 // # APDUs per operation (YubiKey 5.7, extended APDUs; pinned by TestAPDUCounts)
 //
-//	Open (cards.Bind)         3: SELECT, GET VERSION, GET SERIAL (other PIV cards:
-//	                             SELECT, GET VERSION refused, CHUID, discovery)
+//	Open (cards.Bind)         4: SELECT, GET VERSION, GET SERIAL, GET METADATA 80 (other
+//	                             PIV cards: SELECT, GET VERSION refused, CHUID,
+//	                             discovery, empty VERIFY); the PIN's state answers the
+//	                             first CK_TOKEN_INFO (cards.OpenedPINs)
 //	Objects{ID 01, private}   1: GET METADATA 9A (no metadata: the 9A certificate)
 //	Objects{ID 01}            2: + the 9A certificate
 //	Objects{} (everything)    per slot GET METADATA + certificate (F9: its certificate
@@ -90,7 +92,7 @@
 //	                             SO login alone)
 //	after a reset             +1: SELECT, logins forgotten
 //
-// A whole signing tool run (bind, find the key by ID, login, sign) is 6 APDUs; on the same
+// A whole signing tool run (bind, find the key by ID, login, sign) is 7 APDUs; on the same
 // virtual YubiKey through pcscd, pkcs11-tool costs 30 with OpenSC 0.23 and 94 with ykcs11
 // 2.2 (hwtest TestPIVDriverAPDUsVersusOthers). Nothing is selected or read twice within
 // an operation; objects are read once per insertion and kept until the token is dropped

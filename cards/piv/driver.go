@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
@@ -35,9 +36,12 @@ func isYubiKeyATR(atr []byte) bool {
 }
 
 // Open selects the PIV application and reads what identifies the card, in one transaction:
-// SELECT, then on a YubiKey GET VERSION and GET SERIAL (3 APDUs); a card without the Yubico
+// SELECT, then on a YubiKey GET VERSION and GET SERIAL; a card without the Yubico
 // extensions answers GET VERSION with an error and has its CHUID and discovery object read
-// instead (4 APDUs).
+// instead. Last comes the PIN's state, as PINStatus reads it (GET METADATA of 80 on a
+// YubiKey 5.3+, else an empty VERIFY): nearly every application asks for CK_TOKEN_INFO
+// right after it lists the slots, and it costs no transaction of its own then
+// (cards.OpenedPINs). 4 APDUs on a YubiKey 5, 5 on other cards.
 func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, error) {
 	t := newToken(c, atr)
 	unlock, _, err := c.Lock(ctx)
@@ -50,6 +54,10 @@ func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, 
 	}
 	if err := t.identify(ctx); err != nil {
 		return nil, fmt.Errorf("piv: open: %w", err)
+	}
+	// A card that does not tell is bound all the same; TokenInfo asks again.
+	if st, err := t.readPINStatus(ctx, cards.RoleUser, refPIN); err == nil {
+		t.opened = &openedPIN{st: st, at: time.Now()}
 	}
 	t.journal = cards.OpenJournal("piv", t.info.Serial)
 	return t, nil

@@ -115,8 +115,8 @@ func TestPlainPIVCard(t *testing.T) {
 	if in.Serial == "" || len(in.Serial) != 16 || in.Serial != chuidSerial(chuid2(guid)) || in.Firmware != (cards.Version{}) {
 		t.Errorf("Info %+v", in)
 	}
-	if conn.n != 4 {
-		t.Errorf("open: %d APDUs %v, want 4", conn.n, conn.ins)
+	if conn.n != 5 {
+		t.Errorf("open: %d APDUs %v, want 5", conn.n, conn.ins)
 	}
 	p := tok.(*Token)
 	if p.opt.Extended {

@@ -55,6 +55,9 @@ type Token struct {
 	// journal tells of changes other processes made to the card's objects (nil: off).
 	journal *cards.Journal
 
+	// opened is the PIN state Open read, until OpenedPINs hands it out.
+	opened *openedPIN
+
 	// rand replaces crypto/rand for the host challenge (deterministic transcripts).
 	rand io.Reader
 }

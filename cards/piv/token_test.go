@@ -2,6 +2,7 @@ package piv
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
@@ -16,16 +17,18 @@ import (
 	"math/big"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/p11-card/p11-card/apdu"
 	"github.com/p11-card/p11-card/cards"
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
+	"github.com/p11-card/p11-card/cards/vcard"
 )
 
 func TestOpenYubiKey(t *testing.T) {
 	f := newFixture(t, pivtest.Options{Serial: 424242}, nil)
-	if f.conn.n != 3 {
-		t.Errorf("Open sent %d APDUs (%v), want 3: SELECT, GET VERSION, GET SERIAL", f.conn.n, f.conn.ins)
+	if f.conn.n != 4 {
+		t.Errorf("Open sent %d APDUs (%v), want 4: SELECT, GET VERSION, GET SERIAL, GET METADATA 80", f.conn.n, f.conn.ins)
 	}
 	in := f.tok.Info()
 	if in.Serial != "424242" || in.Firmware != (cards.Version{Major: 5, Minor: 7, Patch: 1}) || in.Manufacturer != "Yubico" || in.SOSecret != "key-hex" {
@@ -81,9 +84,10 @@ func TestSignScenarioAPDUs(t *testing.T) {
 			t.Error("signature does not verify")
 		}
 	})
-	// SELECT, GET VERSION, GET SERIAL, GET METADATA 9A, VERIFY, GENERAL AUTHENTICATE.
-	if total != 6 {
-		t.Errorf("scenario: %d APDUs %v, want 6", total, conn.ins)
+	// SELECT, GET VERSION, GET SERIAL, GET METADATA 80, GET METADATA 9A, VERIFY, GENERAL
+	// AUTHENTICATE.
+	if total != 7 {
+		t.Errorf("scenario: %d APDUs %v, want 7", total, conn.ins)
 	}
 }
 
@@ -779,5 +783,67 @@ func TestKeyFromCertX509Refuses(t *testing.T) {
 	k, ok := kinds[cards.KindPublicKey]
 	if !ok || k.Key == nil || k.Key.Alg != cards.AlgECP256 || !pub.(*ecdsa.PublicKey).Equal(k.Key.Public) {
 		t.Errorf("public key object %v: %+v", ok, k.Key)
+	}
+}
+
+// refuseINS answers one instruction with 6F00 (no precise diagnosis).
+type refuseINS struct {
+	vcard.Card
+	ins byte
+}
+
+func (c refuseINS) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if len(cmd) >= 2 && cmd[1] == c.ins {
+		return []byte{0x6F, 0x00}, nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+// TestOpenedPINs: Open reads the PIN's state in its transaction (GET METADATA on a
+// YubiKey, an empty VERIFY on other PIV cards) and hands it out once, for the user only,
+// as PINStatus would read it. A card that refuses the read is bound all the same.
+func TestOpenedPINs(t *testing.T) {
+	plainATR := []byte{0x3B, 0x80, 0x80, 0x01, 0x01}
+	before := time.Now()
+	f := newFixture(t, pivtest.Options{PINRetries: 5}, nil)
+	o := cards.OpenedPINs(f.tok)
+	if _, _, ok := o.OpenedPINs(cards.RoleUser, cards.RoleSO); ok {
+		t.Fatal("handed out a state for the SO, a management key")
+	}
+	st, at, ok := o.OpenedPINs(cards.RoleUser)
+	if !ok || len(st) != 1 || st[0].Retries != 5 || st[0].MaxRetries != 5 || !st[0].Default || at.Before(before) || time.Since(at) > time.Minute {
+		t.Fatalf("%+v at %v ok %v", st, at, ok)
+	}
+	if _, _, ok := o.OpenedPINs(cards.RoleUser); ok {
+		t.Fatal("handed out twice")
+	}
+	if now, err := f.tok.PINStatus(ctxb, cards.RoleUser); err != nil || now != st[0] {
+		t.Errorf("PINStatus %+v %v, Open read %+v", now, err, st[0])
+	}
+
+	plain := pivtest.MustNew(pivtest.Options{})
+	tok, err := Driver{}.Open(ctxb, &testConn{card: plainPIV{plain}}, plainATR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, ok := tok.(cards.OpenedPINs).OpenedPINs(cards.RoleUser); !ok || st[0].Retries != 3 || st[0].Verified {
+		t.Errorf("plain PIV card: %+v ok %v", st, ok)
+	}
+
+	for _, c := range []struct {
+		name string
+		card vcard.Card
+		atr  []byte
+	}{
+		{"YubiKey refusing GET METADATA", refuseINS{pivtest.MustNew(pivtest.Options{}), insGetMetadata}, plain.ATR()},
+		{"PIV card refusing an empty VERIFY", refuseINS{plainPIV{pivtest.MustNew(pivtest.Options{})}, 0x20}, plainATR},
+	} {
+		tok, err := Driver{}.Open(ctxb, &testConn{card: c.card}, c.atr)
+		if err != nil {
+			t.Fatalf("%s: Open: %v", c.name, err)
+		}
+		if st, _, ok := tok.(cards.OpenedPINs).OpenedPINs(cards.RoleUser); ok {
+			t.Errorf("%s: handed out %+v", c.name, st)
+		}
 	}
 }

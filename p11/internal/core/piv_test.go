@@ -117,7 +117,8 @@ func TestPIVKeyGenerationAPDUs(t *testing.T) {
 	}
 }
 
-// TestPIVTokenInfoPINStatus: CK_TOKEN_INFO asked for again at once costs no APDU; a
+// TestPIVTokenInfoPINStatus: the first CK_TOKEN_INFO answers from the PIN state the
+// driver read as the card was bound, and asked for again at once it costs no APDU; a
 // login through this module is seen by the next one (a failed one read from the card, a
 // right PIN's reset counter without an APDU), another application's wrong PIN once
 // pinStatusFresh has passed.
@@ -143,7 +144,7 @@ func TestPIVTokenInfoPINStatus(t *testing.T) {
 		}
 		return ti.Flags & (CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_TO_BE_CHANGED)
 	}
-	if f := flags(m, 1); f != CKF_USER_PIN_TO_BE_CHANGED {
+	if f := flags(m, 0); f != CKF_USER_PIN_TO_BE_CHANGED {
 		t.Errorf("factory PIN: flags %#x", f)
 	}
 	if f := flags(m, 0); f != CKF_USER_PIN_TO_BE_CHANGED {
