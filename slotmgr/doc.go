@@ -45,7 +45,9 @@
 // context (a SharedContext: package pcsc keeps the Wait on a PC/SC context apart, so the
 // watcher stays in its Wait; about 2 PC/SC calls and under a millisecond, no card I/O),
 // applies them and waits for the binds they start, so the table answers for the moment
-// of the call; Start waits for the watcher's first read and its binds before returning. Reads are numbered
+// of the call. A read begun less than Options.Fresh (10ms) before stands for one: an
+// application lists the slots right after C_Initialize, and often twice or more in a
+// row. Start waits for the watcher's first read and its binds before returning. Reads are numbered
 // and a read older than one already applied is dropped, so the watcher and concurrent
 // Rescans never move the table backwards. With pcscd down, Start and Rescan return nil with an empty table; the watcher
 // tries the service again after 50ms, then at doubling intervals up to

@@ -38,6 +38,12 @@ type Options struct {
 	// a short-lived process (a listing, one signature) is over by then and never pays for
 	// the watch. Default 50ms; negative: at once.
 	FirstWait time.Duration
+	// Fresh is how recent the last read of the reader states may be for Rescan to answer
+	// from it without reading again. Applications list the slots right after
+	// C_Initialize (whose read is a millisecond old then) and several times in a row;
+	// pcscd itself takes longer to see a card come (it polls readers without an
+	// interrupt endpoint every 400ms). Default 10ms; negative: Rescan always reads.
+	Fresh time.Duration
 	// NoPINPad skips the PC/SC part 10 feature request (PIN-pad detection).
 	NoPINPad bool
 	// NoUSB skips looking up the USB device behind each reader.
@@ -62,6 +68,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBindAttempts <= 0 {
 		o.MaxBindAttempts = 3
+	}
+	if o.Fresh == 0 {
+		o.Fresh = freshRead
 	}
 	if o.Logf == nil {
 		o.Logf = tracef
@@ -122,10 +131,11 @@ type Manager struct {
 	changes chan struct{}
 	started bool
 	closed  bool
-	svcErr  error  // last service error; nil while a watch context works
-	scans   uint64 // reads of the reader states started so far
-	applied uint64 // the latest read applied to the table
-	poke    bool   // read the states again before the next Wait
+	svcErr  error     // last service error; nil while a watch context works
+	scans   uint64    // reads of the reader states started so far
+	applied uint64    // the latest read applied to the table
+	readAt  time.Time // when the read applied last began
+	poke    bool      // read the states again before the next Wait
 	reqs    []chan struct{}
 	stopW   context.CancelFunc // cancels the watcher's current Wait
 	kick    chan struct{}
@@ -352,8 +362,11 @@ func (m *Manager) rescan(ctx context.Context, quick bool) error {
 		m.mu.Unlock()
 		return errors.New("slotmgr: not started")
 	}
+	fresh := quick && m.opt.Fresh > 0 && m.svcErr == nil && !m.readAt.IsZero() && time.Since(m.readAt) < m.opt.Fresh
 	m.mu.Unlock()
-	if !quick || !m.quickScan(ctx) {
+	if fresh {
+		// The table answers for now (Options.Fresh); binds still pending are waited for.
+	} else if !quick || !m.quickScan(ctx) {
 		// No working context of our own (service down or failing): have the watcher
 		// read, which also tries the service again.
 		m.mu.Lock()
@@ -432,10 +445,7 @@ func (m *Manager) quickScan(ctx context.Context) (ok bool) {
 		}
 		c = m.qc
 	}
-	m.mu.Lock()
-	m.scans++
-	seq := m.scans
-	m.mu.Unlock()
+	seq, at := m.beginRead()
 	states, err := readStates(ctx, c)
 	if err != nil {
 		// A borrowed context is the watcher's to mend (it may be closing it now).
@@ -444,7 +454,7 @@ func (m *Manager) quickScan(ctx context.Context) (ok bool) {
 		}
 		return false
 	}
-	m.apply(states, seq, true)
+	m.apply(states, seq, at, true)
 	m.lookupUSB()
 	return true
 }

@@ -107,6 +107,9 @@ func start(t *testing.T, b *slotmgrtest.Backend, opt slotmgr.Options) *env {
 	if opt.RetryInterval == 0 {
 		opt.RetryInterval = time.Hour // tests drive retries with Rescan
 	}
+	if opt.Fresh == 0 {
+		opt.Fresh = -1 // tests change the readers and Rescan at once (TestRescanFresh: the default)
+	}
 	opt.Logf = func(format string, args ...any) { t.Logf(format, args...) }
 	e.m = slotmgr.New(b, opt)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -1428,5 +1431,54 @@ func TestFirstWaitDelayed(t *testing.T) {
 	}
 	if n := b2.Stats().Waits; n != 0 {
 		t.Errorf("%d Waits in a manager closed during the delay", n)
+	}
+}
+
+// TestRescanFresh: a Rescan within Options.Fresh of the last read answers from it (a card
+// inserted since shows at the next read); past it, or with the service down at that read,
+// Rescan reads again.
+func TestRescanFresh(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rescan := func(e *env) bool {
+		t.Helper()
+		if err := e.m.Rescan(ctx); err != nil {
+			t.Fatal(err)
+		}
+		x, _ := find(e.m.Slots(), "R")
+		return x.Present
+	}
+
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	e := start(t, b, slotmgr.Options{NoPINPad: true, Fresh: time.Hour})
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	if rescan(e) {
+		t.Error("Rescan within Fresh read the states again")
+	}
+
+	b = slotmgrtest.New()
+	b.AddReader("R")
+	e = start(t, b, slotmgr.Options{NoPINPad: true, Fresh: time.Millisecond})
+	time.Sleep(5 * time.Millisecond)
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	if !rescan(e) {
+		t.Error("Rescan past Fresh answered from the old read")
+	}
+
+	b = slotmgrtest.New()
+	b.AddReader("R")
+	b.Stop()
+	e = start(t, b, slotmgr.Options{NoPINPad: true, Fresh: time.Hour})
+	b.Start()
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	if !rescan(e) {
+		t.Error("Rescan with the service down at the last read did not read again")
 	}
 }

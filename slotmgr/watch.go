@@ -98,10 +98,7 @@ func (w *watcher) step() {
 
 	w.reqs = append(w.reqs, m.takeReqs()...)
 	reqs := w.reqs
-	m.mu.Lock()
-	m.scans++
-	seq := m.scans
-	m.mu.Unlock()
+	seq, at := m.beginRead()
 	states, err := w.scan()
 	if err != nil {
 		if m.life.Err() != nil {
@@ -136,7 +133,7 @@ func (w *watcher) step() {
 	}
 	w.freshFails, w.lastGood = 0, seq
 	w.reqs = reqs
-	m.apply(states, seq, len(reqs) > 0)
+	m.apply(states, seq, at, len(reqs) > 0)
 	m.lookupUSB()
 	w.reqs = nil
 	m.release(reqs)
@@ -201,6 +198,9 @@ func (w *watcher) step() {
 // waits for events: a bind is a few APDUs; a card slower than that is read again when
 // its bind lands, as before.
 const bindSettle = 200 * time.Millisecond
+
+// freshRead is the default of Options.Fresh.
+const freshRead = 10 * time.Millisecond
 
 // firstWaitDelay is the default of Options.FirstWait.
 const firstWaitDelay = 50 * time.Millisecond
@@ -372,15 +372,24 @@ func (m *Manager) detachLocked(s *slot, dirty map[*slot]bool) {
 	}
 }
 
-// apply brings the table in line with a full read of the reader states, the seq-th.
-// explicit is true when a Rescan asked for this read (failed binds may be retried then).
-func (m *Manager) apply(states []ReaderState, seq uint64, explicit bool) {
+// beginRead numbers a read of the reader states about to begin, and says when it began.
+func (m *Manager) beginRead() (seq uint64, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.scans++
+	return m.scans, time.Now()
+}
+
+// apply brings the table in line with a full read of the reader states, the seq-th, begun
+// at. explicit is true when a Rescan asked for this read (failed binds may be retried
+// then).
+func (m *Manager) apply(states []ReaderState, seq uint64, at time.Time, explicit bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed || seq <= m.applied {
 		return // a later read (the watcher's or a Rescan's) is in already
 	}
-	m.applied = seq
+	m.applied, m.readAt = seq, at
 	m.svcErr = nil
 	dirty := map[*slot]bool{}
 	seen := make(map[string]bool, len(states))
