@@ -31,6 +31,10 @@ func (m *Manager) startBindLocked(s *slot, i *instance) {
 	i.done = make(chan struct{})
 	wantFeatures := s.features == nil && !m.opt.NoPINPad
 	m.wg.Add(1)
+	if done := i.done; m.inline {
+		m.collected = append(m.collected, func() { m.bind(s, i, done, wantFeatures) })
+		return
+	}
 	go m.bind(s, i, i.done, wantFeatures)
 }
 

@@ -35,11 +35,16 @@
 // Options.FirstWait (50ms) after Start, or as soon as a WaitChange caller blocks: a
 // process done by then (most that load a PKCS#11 module are) never opens the Wait's
 // context nor cancels it at Close, and the Wait starts from the states read before, so a
-// change in between wakes it at once. Each card is bound in a goroutine of
-// its own, over a context of its own (pcsc-lite serialises calls per context, so a Wait
-// must not share one with card I/O): connect, cards.Bind (one driver Open, usually 1–3
-// APDUs), and once per reader attachment the PC/SC part 10 feature request (a reader
-// control call, no APDU) for PIN-pad detection. Nothing else talks to the card.
+// change in between wakes it at once. Each card is bound over a context of its own
+// (pcsc-lite serialises calls per context, so a Wait must not share one with card I/O):
+// connect, cards.Bind (one driver Open, usually 3–5 APDUs), and once per reader
+// attachment the PC/SC part 10 feature request (a reader control call, no APDU) for
+// PIN-pad detection. Nothing else talks to the card. A bind runs in a goroutine of its
+// own, but for those of Start's read: the watcher's first read and its binds (the last
+// of them, with several cards) run in Start's goroutine, and Close lets the cards go in
+// its own. Their caller came in through a cgo export (C_Initialize, C_Finalize) and is
+// locked to its thread: every goroutine it waited for would cost two hand-offs between
+// threads, and threads the Go scheduler sets spinning meanwhile take the CPU from pcscd.
 //
 // Rescan (C_GetSlotList) reads the reader states itself, through the watcher's listing
 // context (a SharedContext: package pcsc keeps the Wait on a PC/SC context apart, so the

@@ -135,10 +135,14 @@ type Manager struct {
 	scans   uint64    // reads of the reader states started so far
 	applied uint64    // the latest read applied to the table
 	readAt  time.Time // when the read applied last began
-	poke    bool      // read the states again before the next Wait
-	reqs    []chan struct{}
-	stopW   context.CancelFunc // cancels the watcher's current Wait
-	kick    chan struct{}
+	// inline is set while Start reads: the binds that read starts are collected, for
+	// Start to run, instead of each going off in a goroutine.
+	inline    bool
+	collected []func()
+	poke      bool // read the states again before the next Wait
+	reqs      []chan struct{}
+	stopW     context.CancelFunc // cancels the watcher's current Wait
+	kick      chan struct{}
 	// waiting is closed (once, waitingOnce) when a WaitChange caller first blocks: the
 	// watcher's first Wait starts then at the latest (Options.FirstWait).
 	waiting     chan struct{}
@@ -217,11 +221,19 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.started = true
 	m.life, m.stop = context.WithCancel(context.WithoutCancel(ctx))
 	m.wg.Add(1)
+	m.inline = true
 	m.mu.Unlock()
-	go m.run()
-	// The watcher's first read is the one Start waits for: a quick scan beside it would
-	// read the same states again, through a context of its own.
-	return m.rescan(ctx, false)
+	// The watcher's first read, and the binds it starts, run in the caller's goroutine
+	// (see "Events and I/O" in the package comment); the watcher goes on from that read.
+	w := &watcher{m: m}
+	states, seq, res := w.read(true)
+	m.mu.Lock()
+	binds := m.collected
+	m.collected, m.inline = nil, false
+	m.mu.Unlock()
+	runBeside(binds)
+	go m.run(w, res, states, seq)
+	return m.waitBinds(ctx)
 }
 
 // Close stops the goroutines, closes every card connection and context, and wakes
@@ -237,9 +249,20 @@ func (m *Manager) Close() error {
 		m.stop()
 	}
 	close(m.changes)
+	// The cards are let go here and now, while the watcher and the binds end (a bind
+	// closes what it opened), as Start binds them: in the caller's goroutine.
+	var closers []func()
+	for _, s := range m.order {
+		if s.inst != nil {
+			if f := m.endLocked(s.inst); f != nil {
+				closers = append(closers, f)
+			}
+		}
+	}
 	m.mu.Unlock()
+	runBeside(closers)
 
-	m.wg.Wait() // watcher and binds
+	m.wg.Wait() // watcher, binds and closers
 	m.mu.Lock()
 	for _, s := range m.order {
 		if s.inst != nil {
@@ -349,10 +372,10 @@ func (m *Manager) WaitChange(ctx context.Context, since uint64) (uint64, error) 
 // it is down) and waits until the table reflects that read and the binds it started
 // are done. C_GetSlotList calls it. With the service down it returns nil and the table
 // stays empty.
-func (m *Manager) Rescan(ctx context.Context) error { return m.rescan(ctx, true) }
+func (m *Manager) Rescan(ctx context.Context) error { return m.rescan(ctx) }
 
-// rescan is Rescan; quick false leaves the read to the watcher.
-func (m *Manager) rescan(ctx context.Context, quick bool) error {
+// rescan is Rescan.
+func (m *Manager) rescan(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -362,11 +385,11 @@ func (m *Manager) rescan(ctx context.Context, quick bool) error {
 		m.mu.Unlock()
 		return errors.New("slotmgr: not started")
 	}
-	fresh := quick && m.opt.Fresh > 0 && m.svcErr == nil && !m.readAt.IsZero() && time.Since(m.readAt) < m.opt.Fresh
+	fresh := m.opt.Fresh > 0 && m.svcErr == nil && !m.readAt.IsZero() && time.Since(m.readAt) < m.opt.Fresh
 	m.mu.Unlock()
 	if fresh {
 		// The table answers for now (Options.Fresh); binds still pending are waited for.
-	} else if !quick || !m.quickScan(ctx) {
+	} else if !m.quickScan(ctx) {
 		// No working context of our own (service down or failing): have the watcher
 		// read, which also tries the service again.
 		m.mu.Lock()
@@ -392,6 +415,11 @@ func (m *Manager) rescan(ctx context.Context, quick bool) error {
 			return ctx.Err()
 		}
 	}
+	return m.waitBinds(ctx)
+}
+
+// waitBinds waits for the binds in flight.
+func (m *Manager) waitBinds(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -516,29 +544,48 @@ func (m *Manager) bumpLocked(dirty map[*slot]bool) {
 // teardown ends an instance: its Conn fails from now on, its bind (if running) is
 // cancelled, and its connection is closed in the background. m.mu is held.
 func (m *Manager) teardown(i *instance) {
+	if f := m.endLocked(i); f != nil {
+		go f()
+	}
+}
+
+// runBeside runs fs, the last in this goroutine and the others beside it.
+func runBeside(fs []func()) {
+	for k, f := range fs {
+		if k < len(fs)-1 {
+			go f()
+		} else {
+			f()
+		}
+	}
+}
+
+// endLocked is teardown but for the closing, which it returns (nil: nothing to close;
+// m.wg counts it from now). m.mu is held.
+func (m *Manager) endLocked(i *instance) func() {
 	if i.gone {
-		return
+		return nil
 	}
 	i.gone = true
 	i.cancel()
 	close(i.removed)
 	if i.binding {
-		return // the bind goroutine closes what it opened
+		return nil // the bind goroutine closes what it opened
 	}
 	c, pc := i.conn, i.pc
 	i.conn, i.pc, i.token = nil, nil, nil
 	if c == nil && pc == nil {
-		return
+		return nil
 	}
 	if c != nil {
 		c.closed.Store(true)
 	}
 	m.wg.Add(1)
-	go func() {
+	return func() {
 		defer m.wg.Done()
 		defer m.recoverLog("close")
 		closeAll(c, pc)
-	}()
+	}
 }
 
 func closeAll(c *conn, pc Context) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -1480,5 +1481,58 @@ func TestRescanFresh(t *testing.T) {
 	}
 	if !rescan(e) {
 		t.Error("Rescan with the service down at the last read did not read again")
+	}
+}
+
+// TestStartBindsInline: the cards Start finds are bound before it returns, the last of
+// them in Start's own goroutine (no hand-off for a caller locked to its thread); a card
+// that comes later is bound in a goroutine of its own.
+func TestStartBindsInline(t *testing.T) {
+	b := slotmgrtest.New()
+	b.AddReader("R")
+	b.AddReader("S")
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Insert("S", slotmgrtest.NewCard(atrGood2)); err != nil {
+		t.Fatal(err)
+	}
+	bd := newBinder()
+	var mu sync.Mutex
+	inStart := map[string]bool{}
+	bind := func(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, error) {
+		st := make([]byte, 64<<10)
+		st = st[:runtime.Stack(st, false)]
+		mu.Lock()
+		inStart[fmt.Sprintf("%X", atr)] = bytes.Contains(st, []byte("slotmgr.(*Manager).Start("))
+		mu.Unlock()
+		return bd.bind(ctx, c, atr)
+	}
+	e := start(t, b, slotmgr.Options{NoPINPad: true, Bind: bind})
+	for _, r := range []string{"R", "S"} {
+		if x, _ := find(e.m.Slots(), r); !x.Present {
+			t.Fatalf("%s not bound when Start returned: %+v", r, x)
+		}
+	}
+	mu.Lock()
+	if len(inStart) != 2 || inStart[fmt.Sprintf("%X", atrGood)] == inStart[fmt.Sprintf("%X", atrGood2)] {
+		t.Errorf("binds in Start's goroutine: %v, want one of the two", inStart)
+	}
+	mu.Unlock()
+
+	b.Remove("R")
+	if err := e.m.Rescan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Insert("R", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Rescan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if inStart[fmt.Sprintf("%X", atrGood)] {
+		t.Error("a card inserted later was bound as in Start")
 	}
 }

@@ -8,11 +8,17 @@ import (
 )
 
 // run is the watcher: the only goroutine that reads reader states and changes the
-// table's shape. It owns the watch context.
-func (m *Manager) run() {
+// table's shape. It owns the watch context. It goes on from the read Start made in its
+// place (first, with states and seq).
+func (m *Manager) run(w *watcher, first readResult, states []ReaderState, seq uint64) {
 	defer m.wg.Done()
-	w := &watcher{m: m}
 	defer w.closeCtx()
+	switch first {
+	case readOK:
+		w.await(states, seq)
+	case readPanicked:
+		w.pause()
+	}
 	for m.life.Err() == nil {
 		w.step()
 	}
@@ -45,18 +51,44 @@ func (w *watcher) closeCtx() {
 	}
 }
 
-// step establishes the context if needed, reads the states, applies them and waits for
-// the next event. A panic in the backend counts as a lost context.
+// readResult is how a watcher's read ended.
+type readResult int
+
+const (
+	readOK readResult = iota
+	readFailed
+	readPanicked
+)
+
+// step reads the states, applies them and waits for the next event.
 func (w *watcher) step() {
+	switch states, seq, r := w.read(false); r {
+	case readOK:
+		w.await(states, seq)
+	case readPanicked:
+		w.pause()
+	}
+}
+
+// recovered ends a step whose backend panicked: the context counts as lost.
+func (w *watcher) recovered(r any) {
+	m := w.m
+	m.opt.Logf("slotmgr: watcher panicked: %v", r)
+	w.closeCtx()
+	m.lose(fmt.Errorf("slotmgr: watcher panicked: %v", r), w.reqs)
+	w.reqs = nil
+	w.fails++
+}
+
+// read establishes the context if needed, reads the states and applies them (explicit:
+// as a Rescan's read, whether one asked or not). A panic in the backend counts as a lost
+// context.
+func (w *watcher) read(explicit bool) (states []ReaderState, seq uint64, res readResult) {
 	m := w.m
 	defer func() {
 		if r := recover(); r != nil {
-			m.opt.Logf("slotmgr: watcher panicked: %v", r)
-			w.closeCtx()
-			m.lose(fmt.Errorf("slotmgr: watcher panicked: %v", r), w.reqs)
-			w.reqs = nil
-			w.fails++
-			w.pause()
+			w.recovered(r)
+			res = readPanicked
 		}
 	}()
 	fresh := false
@@ -66,7 +98,7 @@ func (w *watcher) step() {
 			if m.life.Err() != nil {
 				m.release(w.reqs)
 				w.reqs = nil
-				return
+				return nil, 0, readFailed
 			}
 		}
 		w.reqs = append(w.reqs, m.takeReqs()...)
@@ -76,7 +108,7 @@ func (w *watcher) step() {
 			w.reqs = nil
 			if m.life.Err() != nil {
 				m.release(reqs)
-				return
+				return nil, 0, readFailed
 			}
 			m.opt.Logf("slotmgr: establish: %v", err)
 			m.lose(err, reqs)
@@ -84,7 +116,7 @@ func (w *watcher) step() {
 			if w.fails < 2 {
 				w.fails = 2 // next try after RetryInterval
 			}
-			return
+			return nil, 0, readFailed
 		}
 		w.wc = c
 		w.lastGood = 0
@@ -104,7 +136,7 @@ func (w *watcher) step() {
 		if m.life.Err() != nil {
 			w.reqs = nil
 			m.release(reqs)
-			return
+			return nil, 0, readFailed
 		}
 		m.opt.Logf("slotmgr: scan: %v", err)
 		lastGood := w.lastGood
@@ -119,7 +151,7 @@ func (w *watcher) step() {
 			// the Rescans with what we know (nothing).
 			w.reqs = nil
 			m.lose(err, reqs)
-			return
+			return nil, 0, readFailed
 		}
 		// The old context died (a service restart): the next step reads through a new
 		// one at once, for the Rescans waiting too. The tokens bound before the last
@@ -129,14 +161,27 @@ func (w *watcher) step() {
 		// generations whose readers no longer read "in use"). Only a new context that
 		// fails too says the service is gone.
 		m.endConnected(lastGood)
-		return
+		return nil, 0, readFailed
 	}
 	w.freshFails, w.lastGood = 0, seq
 	w.reqs = reqs
-	m.apply(states, seq, at, len(reqs) > 0)
+	m.apply(states, seq, at, explicit || len(reqs) > 0)
 	m.lookupUSB()
 	w.reqs = nil
 	m.release(reqs)
+	return states, seq, readOK
+}
+
+// await follows read seq (states): it lets the binds that read started land, and waits
+// for the next event. A panic in the backend counts as a lost context.
+func (w *watcher) await(states []ReaderState, seq uint64) {
+	m := w.m
+	defer func() {
+		if r := recover(); r != nil {
+			w.recovered(r)
+			w.pause()
+		}
+	}()
 	// A bind this read started will change the reader's state (our connection), which
 	// the watcher must read before it waits: a short bind is waited for here, rather
 	// than a Wait begun now and cancelled as the bind lands.
@@ -172,7 +217,7 @@ func (w *watcher) step() {
 	}
 	m.stopW = cancel
 	m.mu.Unlock()
-	_, err = w.wc.Wait(wctx, states)
+	_, err := w.wc.Wait(wctx, states)
 	m.mu.Lock()
 	m.stopW = nil
 	m.mu.Unlock()
