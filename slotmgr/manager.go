@@ -205,9 +205,10 @@ func New(b Backend, opts Options) *Manager {
 }
 
 // Start launches the watcher and returns once the readers present now are in the table
-// and the cards in them are bound (or ctx ends first, then ctx.Err()). The PC/SC service
-// being down is not an error: the table stays empty and the manager keeps trying.
-// ctx bounds only this first scan; the goroutines live until Close.
+// and the cards in them are bound. The PC/SC service being down is not an error: the
+// table stays empty and the manager keeps trying. The read and the bind Start makes
+// itself are bounded by the service and Options.BindTimeout; ctx bounds the wait for
+// the binds beside them (ctx.Err() when it ends first). The goroutines live until Close.
 func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
