@@ -265,19 +265,15 @@ func (m *Manager) Close() error {
 
 	m.wg.Wait() // watcher, binds and closers
 	m.mu.Lock()
+	// Every instance ended above, and a closed manager makes none.
 	for _, s := range m.order {
-		if s.inst != nil {
-			m.teardown(s.inst)
-			s.inst = nil
-		}
-		s.attached = false
+		s.inst, s.attached = nil, false
 	}
 	for _, r := range m.reqs {
 		close(r)
 	}
 	m.reqs = nil
 	m.mu.Unlock()
-	m.wg.Wait() // closers
 	m.qmu.Lock()
 	m.dropQuery()
 	m.qmu.Unlock()
@@ -388,9 +384,8 @@ func (m *Manager) rescan(ctx context.Context) error {
 	}
 	fresh := m.opt.Fresh > 0 && m.svcErr == nil && !m.readAt.IsZero() && time.Since(m.readAt) < m.opt.Fresh
 	m.mu.Unlock()
-	if fresh {
-		// The table answers for now (Options.Fresh); binds still pending are waited for.
-	} else if !m.quickScan(ctx) {
+	// A fresh read answers for now (Options.Fresh): only the binds pending are waited for.
+	if !fresh && !m.quickScan(ctx) {
 		// No working context of our own (service down or failing): have the watcher
 		// read, which also tries the service again.
 		m.mu.Lock()

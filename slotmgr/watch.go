@@ -13,12 +13,7 @@ import (
 func (m *Manager) run(w *watcher, first readResult, states []ReaderState, seq uint64) {
 	defer m.wg.Done()
 	defer w.closeCtx()
-	switch first {
-	case readOK:
-		w.await(states, seq)
-	case readPanicked:
-		w.pause()
-	}
+	w.after(states, seq, first)
 	for m.life.Err() == nil {
 		w.step()
 	}
@@ -61,8 +56,12 @@ const (
 )
 
 // step reads the states, applies them and waits for the next event.
-func (w *watcher) step() {
-	switch states, seq, r := w.read(false); r {
+func (w *watcher) step() { w.after(w.read(false)) }
+
+// after follows a read that ended as res: a read that worked is awaited, a panic
+// pauses the watcher.
+func (w *watcher) after(states []ReaderState, seq uint64, res readResult) {
+	switch res {
 	case readOK:
 		w.await(states, seq)
 	case readPanicked:

@@ -58,12 +58,13 @@ func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus
 	if ref == 0 {
 		return cards.PINStatus{}, fmt.Errorf("piv: PIN status of %v: %w", role, cards.ErrNotSupported)
 	}
+	st := cards.PINStatus{Retries: -1}
 	if !t.hasMeta && role != cards.RoleUser {
-		return cards.PINStatus{Retries: -1}, nil
+		return st, nil
 	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
-		return cards.PINStatus{Retries: -1}, err
+		return st, err
 	}
 	defer unlock()
 	return t.readPINStatus(ctx, role, ref)
