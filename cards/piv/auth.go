@@ -52,22 +52,29 @@ func zero(b []byte) {
 // PINStatus reports a secret's state in one APDU: GET METADATA of 80, 81 or 9B on a
 // YubiKey 5.3+ (tries left, limit, factory value); otherwise an empty VERIFY for the PIN
 // (tries left, verified). The PUK has no status without metadata (Retries -1); the
-// management key has no counter.
+// management key has no counter. A card that turns out to lack GET METADATA is asked
+// with an empty VERIFY from then on; one that takes no empty VERIFY either is asked
+// nothing more, and its PIN's state is unknown (Retries -1, no error).
 func (t *Token) PINStatus(ctx context.Context, role cards.Role) (cards.PINStatus, error) {
 	ref := map[cards.Role]byte{cards.RoleUser: refPIN, cards.RolePUK: refPUK, cards.RoleSO: refMgmt}[role]
 	if ref == 0 {
 		return cards.PINStatus{}, fmt.Errorf("piv: PIN status of %v: %w", role, cards.ErrNotSupported)
 	}
-	st := cards.PINStatus{Retries: -1}
-	if !t.hasMeta && role != cards.RoleUser {
-		return st, nil
+	if !t.hasMeta && (role != cards.RoleUser || t.noPINQuery) {
+		return t.unknownPIN(role), nil
 	}
 	unlock, err := t.begin(ctx)
 	if err != nil {
-		return st, err
+		return cards.PINStatus{Retries: -1}, err
 	}
 	defer unlock()
 	return t.readPINStatus(ctx, role, ref)
+}
+
+// unknownPIN is the state of a secret the card tells nothing of: only what this token
+// did itself.
+func (t *Token) unknownPIN(role cards.Role) cards.PINStatus {
+	return cards.PINStatus{Retries: -1, Verified: role == cards.RoleUser && t.userIn || role == cards.RoleSO && t.soIn}
 }
 
 // readPINStatus is PINStatus inside a transaction begun already.
@@ -75,30 +82,48 @@ func (t *Token) readPINStatus(ctx context.Context, role cards.Role, ref byte) (c
 	st := cards.PINStatus{Retries: -1}
 	if t.hasMeta {
 		b, err := t.do(ctx, apdu.Command{INS: insGetMetadata, P2: ref, Ne: t.maxNe()})
-		if err != nil {
+		switch {
+		case isUnsupported(err):
+			// Metadata missing after all (as loadMeta finds): an empty VERIFY for the user.
+			t.hasMeta = false
+			if role != cards.RoleUser {
+				return t.unknownPIN(role), nil
+			}
+		case err != nil:
 			return st, fmt.Errorf("piv: metadata of %v: %w", role, err)
+		default:
+			m, err := parseMetadata(b)
+			if err != nil {
+				return st, err
+			}
+			st.Default = m.HasDefault && m.Default
+			if m.HasRetries {
+				st.Retries, st.MaxRetries = m.Retries, m.MaxRetries
+				st.Blocked = m.Retries == 0
+			}
+			if role == cards.RoleUser {
+				st.Verified = t.userIn
+				t.pinMax = m.MaxRetries
+			}
+			if role == cards.RoleSO {
+				st.Verified = t.soIn
+				t.mgmtAlg, t.mgmtMeta = m.Alg, &m
+			}
+			return st, nil
 		}
-		m, err := parseMetadata(b)
-		if err != nil {
-			return st, err
-		}
-		st.Default = m.HasDefault && m.Default
-		if m.HasRetries {
-			st.Retries, st.MaxRetries = m.Retries, m.MaxRetries
-			st.Blocked = m.Retries == 0
-		}
-		if role == cards.RoleUser {
-			st.Verified = t.userIn
-			t.pinMax = m.MaxRetries
-		}
-		if role == cards.RoleSO {
-			st.Verified = t.soIn
-			t.mgmtAlg, t.mgmtMeta = m.Alg, &m
-		}
-		return st, nil
+	}
+	if t.noPINQuery {
+		return t.unknownPIN(role), nil
 	}
 	retries, verified, err := cards.VerifyStatus(ctx, tx{t}, t.pinRef(), short)
-	if err != nil {
+	switch {
+	case isUnsupported(err) || errors.Is(err, apdu.ErrWrongLength) || errors.Is(err, apdu.ErrWrongData):
+		// Another application would have been selected away by tx: PIV itself takes no
+		// empty VERIFY (it wants the PIN in it).
+		t.noPINQuery = true
+		trace.Printf("piv", "the card takes no empty VERIFY: its PIN's state is unknown")
+		return t.unknownPIN(role), nil
+	case err != nil:
 		t.reselect = t.reselect || !isStatus(err)
 		return st, fmt.Errorf("piv: PIN status: %w", err)
 	}

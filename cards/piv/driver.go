@@ -55,7 +55,8 @@ func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, 
 	if err := t.identify(ctx); err != nil {
 		return nil, fmt.Errorf("piv: open: %w", err)
 	}
-	// A card that does not tell is bound all the same; TokenInfo asks again.
+	// A card whose answer fails is bound all the same, and TokenInfo asks again; one that
+	// takes neither query is not asked again (readPINStatus).
 	if st, err := t.readPINStatus(ctx, cards.RoleUser, refPIN); err == nil {
 		t.opened = &openedPIN{st: st, at: time.Now()}
 	}

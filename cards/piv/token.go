@@ -29,6 +29,9 @@ type Token struct {
 	hasMeta bool // GET METADATA (YubiKey 5.3)
 	serial  uint32
 	disc    *discovery
+	// noPINQuery: the card answered an empty VERIFY as a command it does not take, so the
+	// PIN's state is unknown and not asked again.
+	noPINQuery bool
 
 	// What this token did to the card's security state since the last reset. pinSent:
 	// a PIN change or unblock was sent, after which a card may count the PIN as verified.

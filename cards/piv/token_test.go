@@ -847,3 +847,85 @@ func TestOpenedPINs(t *testing.T) {
 		}
 	}
 }
+
+// answerSW answers a command with what answer gives, or passes it on when that is nil.
+type answerSW struct {
+	vcard.Card
+	answer func(cmd []byte) []byte
+}
+
+func (c answerSW) Transmit(ctx context.Context, cmd []byte) ([]byte, error) {
+	if sw := c.answer(cmd); sw != nil {
+		return sw, nil
+	}
+	return c.Card.Transmit(ctx, cmd)
+}
+
+// TestPINStatusFallbacks: a card whose version promises GET METADATA but which refuses it
+// has its PIN's state read by an empty VERIFY from then on; a card that refuses the empty
+// VERIFY too is asked nothing more: its PIN's state is unknown, without an error, for
+// every CK_TOKEN_INFO after, while logging in works as before.
+func TestPINStatusFallbacks(t *testing.T) {
+	refuse := func(meta, verify []byte) func([]byte) []byte {
+		return func(cmd []byte) []byte {
+			switch {
+			case len(cmd) >= 2 && cmd[1] == insGetMetadata:
+				return meta
+			case len(cmd) == 4 && cmd[1] == 0x20 && cmd[2] == 0x00:
+				return verify
+			}
+			return nil
+		}
+	}
+	for _, c := range []struct {
+		name        string
+		answer      func([]byte) []byte
+		retries     int      // the state Open reads and PINStatus after it
+		again       []string // what PINStatus sends after Open
+		wantNoQuery bool
+	}{
+		{"no GET METADATA (6D00)", refuse([]byte{0x6D, 0x00}, nil), 3, []string{"20 0080"}, false},
+		{"no GET METADATA (6A81)", refuse([]byte{0x6A, 0x81}, nil), 3, []string{"20 0080"}, false},
+		{"no empty VERIFY (6700)", refuse([]byte{0x6D, 0x00}, []byte{0x67, 0x00}), -1, nil, true},
+		{"no empty VERIFY (6A80)", refuse([]byte{0x6D, 0x00}, []byte{0x6A, 0x80}), -1, nil, true},
+	} {
+		card := pivtest.MustNew(pivtest.Options{})
+		conn := &testConn{card: answerSW{card, c.answer}}
+		var tok cards.Token
+		_, sent := conn.count(func() {
+			var err error
+			if tok, err = (Driver{}).Open(ctxb, conn, card.ATR()); err != nil {
+				t.Fatalf("%s: Open: %v", c.name, err)
+			}
+		})
+		st, _, ok := tok.(cards.OpenedPINs).OpenedPINs(cards.RoleUser)
+		if !ok || st[0].Retries != c.retries {
+			t.Errorf("%s: Open read %+v ok %v (sent %q)", c.name, st, ok, sent)
+		}
+		pt := tok.(*Token)
+		if pt.hasMeta || pt.noPINQuery != c.wantNoQuery {
+			t.Errorf("%s: after Open metadata %v, no PIN query %v (sent %q)", c.name, pt.hasMeta, pt.noPINQuery, sent)
+		}
+		for i := range 2 {
+			var st cards.PINStatus
+			var err error
+			locks := conn.locks
+			_, sent := conn.count(func() { st, err = tok.PINStatus(ctxb, cards.RoleUser) })
+			if err != nil || st.Retries != c.retries || !slices.Equal(sent, c.again) {
+				t.Errorf("%s: PINStatus %d: %+v %v, sent %q (want %q)", c.name, i, st, err, sent, c.again)
+			}
+			if c.again == nil && conn.locks != locks {
+				t.Errorf("%s: PINStatus %d began a transaction for nothing", c.name, i)
+			}
+		}
+		if err := tok.Login(ctxb, cards.RoleUser, []byte("123456")); err != nil {
+			t.Errorf("%s: Login: %v", c.name, err)
+		}
+		if st, err := tok.PINStatus(ctxb, cards.RoleUser); err != nil || !st.Verified {
+			t.Errorf("%s: PINStatus after login: %+v %v", c.name, st, err)
+		}
+		if st, err := tok.PINStatus(ctxb, cards.RolePUK); err != nil || st.Retries != -1 {
+			t.Errorf("%s: PUK status: %+v %v", c.name, st, err)
+		}
+	}
+}
