@@ -287,14 +287,17 @@ func scTransmit(k cardHandle, proto uint32, cmd []byte) ([]byte, uint32) {
 	return append([]byte(nil), rsp[:min(int(n), len(rsp))]...), 0
 }
 
-// respPool holds response buffers of the largest size PC/SC may fill.
+// respPool holds response buffers of the largest size PC/SC may fill (SCardTransmit's
+// and SCardControl's).
 var respPool = sync.Pool{New: func() any { b := make([]byte, maxResponse); return &b }}
 
 // scControl sends a reader control code (SCardControl) and returns the answer.
 func scControl(k cardHandle, code uint32, in []byte) ([]byte, uint32) {
 	stats.control.Add(1)
 	t := time.Now()
-	out := make([]byte, maxResponse)
+	bp := respPool.Get().(*[]byte)
+	defer respPool.Put(bp)
+	out := *bp
 	var n C.DWORD
 	var inPtr C.LPCVOID
 	if len(in) > 0 {
