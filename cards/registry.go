@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 var (
@@ -35,7 +36,9 @@ func Drivers() []Driver {
 // Bind finds the driver for the card: drivers whose MatchATR says yes are tried first,
 // then those that say maybe; the first Open that succeeds wins. A card no driver takes
 // gives an error wrapping ErrNotRecognized. An error other than ErrNotRecognized from a
-// driver (the card left, the reader failed) stops the search.
+// driver (the card left, the reader failed) stops the search. Every driver tried runs in
+// one transaction: a card the second driver takes (an OpenPGP card tried as PIV first)
+// costs no transaction more.
 func Bind(ctx context.Context, c Conn, atr []byte) (Token, error) {
 	type cand struct {
 		d Driver
@@ -47,9 +50,22 @@ func Bind(ctx context.Context, c Conn, atr []byte) (Token, error) {
 			cs = append(cs, cand{d, m})
 		}
 	}
+	if len(cs) == 0 {
+		return nil, fmt.Errorf("%w (ATR %X)", ErrNotRecognized, atr)
+	}
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].m > cs[j].m })
+	unlock, reset, err := c.Lock(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cards: bind: %w", err)
+	}
+	p := &bindConn{Conn: c, reset: reset}
+	p.held.Store(true)
+	defer func() {
+		p.held.Store(false)
+		unlock()
+	}()
 	for _, c2 := range cs {
-		t, err := c2.d.Open(ctx, c, atr)
+		t, err := c2.d.Open(ctx, p, atr)
 		if err == nil {
 			return t, nil
 		}
@@ -58,4 +74,20 @@ func Bind(ctx context.Context, c Conn, atr []byte) (Token, error) {
 		}
 	}
 	return nil, fmt.Errorf("%w (ATR %X)", ErrNotRecognized, atr)
+}
+
+// bindConn is the Conn the drivers' Open get from Bind, and their tokens keep: while
+// Bind runs, Lock is the transaction Bind holds (its unlock does nothing, and reset is
+// what Bind's Lock said); after, every Lock is the card's own.
+type bindConn struct {
+	Conn
+	held  atomic.Bool
+	reset bool
+}
+
+func (b *bindConn) Lock(ctx context.Context) (func(), bool, error) {
+	if b.held.Load() {
+		return func() {}, b.reset, nil
+	}
+	return b.Conn.Lock(ctx)
 }

@@ -19,16 +19,41 @@ func (d fakeDriver) Name() string              { return d.name }
 func (d fakeDriver) MatchATR(atr []byte) Match { return d.m }
 func (d fakeDriver) Open(ctx context.Context, c Conn, atr []byte) (Token, error) {
 	*d.opened = append(*d.opened, d.name)
+	unlock, _, err := c.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if d.err != nil {
 		return nil, d.err
 	}
-	return fakeToken{name: d.name}, nil
+	return fakeToken{name: d.name, conn: c}, nil
 }
 
 // fakeToken is a Token whose methods are never called by these tests.
 type fakeToken struct {
 	Token
 	name string
+	conn Conn
+}
+
+// lockConn counts the transactions begun on it and tells whether one is on.
+type lockConn struct {
+	nopConn
+	locks  int
+	locked bool
+	reset  bool // what the next Lock says
+}
+
+func (c *lockConn) Lock(ctx context.Context) (func(), bool, error) {
+	if c.locked {
+		return nil, false, errors.New("nested Lock")
+	}
+	c.locks++
+	c.locked = true
+	r := c.reset
+	c.reset = false
+	return func() { c.locked = false }, r, nil
 }
 
 type nopConn struct{}
@@ -80,7 +105,8 @@ func TestBind(t *testing.T) {
 				ds = append(ds, d)
 			}
 			withDrivers(t, ds...)
-			tok, err := Bind(context.Background(), nopConn{}, []byte{0x3B, 0x00})
+			conn := &lockConn{}
+			tok, err := Bind(context.Background(), conn, []byte{0x3B, 0x00})
 			if tc.want != "" {
 				if err != nil || tok.(fakeToken).name != tc.want {
 					t.Fatalf("Bind = %v, %v; want %s", tok, err, tc.want)
@@ -91,9 +117,71 @@ func TestBind(t *testing.T) {
 			if strings.Join(opened, ",") != strings.Join(tc.tried, ",") {
 				t.Errorf("opened %v, want %v", opened, tc.tried)
 			}
+			// Every driver tried shares one transaction, over when Bind returns.
+			if want := min(len(tc.tried), 1); conn.locks != want || conn.locked {
+				t.Errorf("%d transactions (want %d), one still on: %v", conn.locks, want, conn.locked)
+			}
+			if tc.want == "" {
+				return
+			}
+			// The token's own transactions are the card's.
+			unlock, _, err := tok.(fakeToken).conn.Lock(context.Background())
+			if err != nil || conn.locks != 2 || !conn.locked {
+				t.Fatalf("the token's Lock: %v, %d transactions, on %v", err, conn.locks, conn.locked)
+			}
+			unlock()
 		})
 	}
 }
+
+// TestBindReset: every driver Bind tries hears of a reset the card had before Bind.
+func TestBindReset(t *testing.T) {
+	var resets []bool
+	probe := func(name string, err error) Driver {
+		return probeDriver{name, func(c Conn) error {
+			unlock, reset, lerr := c.Lock(context.Background())
+			if lerr != nil {
+				return lerr
+			}
+			unlock()
+			resets = append(resets, reset)
+			return err
+		}}
+	}
+	withDrivers(t, probe("a", ErrNotRecognized), probe("b", nil))
+	conn := &lockConn{reset: true}
+	if _, err := Bind(context.Background(), conn, []byte{0x3B, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	if len(resets) != 2 || !resets[0] || !resets[1] {
+		t.Errorf("resets the drivers saw: %v", resets)
+	}
+	failing := &failLock{}
+	if _, err := Bind(context.Background(), failing, []byte{0x3B, 0x00}); !errors.Is(err, errGone) {
+		t.Errorf("Bind on a card that cannot be locked: %v", err)
+	}
+}
+
+// probeDriver runs open as its Open, on every ATR.
+type probeDriver struct {
+	name string
+	open func(Conn) error
+}
+
+func (d probeDriver) Name() string          { return d.name }
+func (d probeDriver) MatchATR([]byte) Match { return MatchMaybe }
+func (d probeDriver) Open(ctx context.Context, c Conn, atr []byte) (Token, error) {
+	if err := d.open(c); err != nil {
+		return nil, err
+	}
+	return fakeToken{name: d.name, conn: c}, nil
+}
+
+var errGone = errors.New("card gone")
+
+type failLock struct{ nopConn }
+
+func (failLock) Lock(context.Context) (func(), bool, error) { return nil, false, errGone }
 
 func TestRegisterTwicePanics(t *testing.T) {
 	var opened []string

@@ -28,7 +28,8 @@ type Driver interface {
 	MatchATR(atr []byte) Match
 	// Open selects the driver's application and reads what identifies the token (as few
 	// APDUs as that takes). A card that is not the driver's gives an error wrapping
-	// ErrNotRecognized. Open takes its own Lock.
+	// ErrNotRecognized. Open takes its own Lock (under Bind, the transaction Bind holds for
+	// every driver it tries).
 	Open(ctx context.Context, c Conn, atr []byte) (Token, error)
 }
 
