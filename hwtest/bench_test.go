@@ -746,6 +746,16 @@ func (rep BenchReport) write(t *testing.T) {
 		}
 		b.WriteString(".\n")
 	}
+	if w := rep.memLessFloor(); len(w) > 0 {
+		fmt.Fprintf(&b, "\nResident memory after C_Initialize less the floor of each module's language, KB (of it anonymous): ")
+		for i, m := range slices.Sorted(maps.Keys(w)) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s %d (%d)", m, w[m][0], w[m][1])
+		}
+		b.WriteString(".\n")
+	}
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
 	cols = mdHead(&b, 1, "module", "C_WaitForSlotEvent", "pcsc_scan", "module after pcsc_scan")
 	for _, row := range rep.Events {
@@ -810,12 +820,36 @@ func (rep BenchReport) lessFloor() map[string]float64 {
 		if row.Op != rep.Rows[0].Op || row.Error != "" {
 			continue
 		}
-		lang := "C"
-		if row.Module == "p11-card" {
-			lang = "Go"
-		}
-		if f, ok := floor[lang]; ok {
+		if f, ok := floor[floorLang(row.Module)]; ok {
 			out[row.Module] = row.WallMS - f
+		}
+	}
+	return out
+}
+
+// floorLang is the floor library a module is measured against: Go for p11-card, C for
+// the others.
+func floorLang(module string) string {
+	if module == "p11-card" {
+		return "Go"
+	}
+	return "C"
+}
+
+// memLessFloor is each module's resident and anonymous memory after C_Initialize less
+// the floor's of its language, as lessFloor does for time. Empty when a floor failed.
+func (rep BenchReport) memLessFloor() map[string][2]int {
+	floor := map[string]FloorRow{}
+	for _, f := range rep.Floor {
+		if f.Error != "" {
+			return nil
+		}
+		floor[f.Library] = f
+	}
+	out := map[string][2]int{}
+	for m, rss := range rep.MemoryKB {
+		if f, ok := floor[floorLang(m)]; ok {
+			out[m] = [2]int{rss - f.RSSKB, rep.AnonKB[m] - f.AnonKB}
 		}
 	}
 	return out
@@ -887,6 +921,22 @@ func TestLessFloor(t *testing.T) {
 	}
 	rep.Floor[1].Error = "exit 1"
 	if got := rep.lessFloor(); len(got) != 0 {
+		t.Errorf("with a failed floor: %v", got)
+	}
+}
+
+func TestMemLessFloor(t *testing.T) {
+	rep := BenchReport{
+		MemoryKB: map[string]int{"p11-card": 5000, "ykcs11": 2000},
+		AnonKB:   map[string]int{"p11-card": 1300, "ykcs11": 500},
+		Floor:    []FloorRow{{Library: "C", RSSKB: 100, AnonKB: 10}, {Library: "Go", RSSKB: 2100, AnonKB: 700}},
+	}
+	got := rep.memLessFloor()
+	if want := map[string][2]int{"p11-card": {2900, 600}, "ykcs11": {1900, 490}}; !maps.Equal(got, want) {
+		t.Errorf("memLessFloor = %v, want %v", got, want)
+	}
+	rep.Floor[0].Error = "exit 1"
+	if got := rep.memLessFloor(); len(got) != 0 {
 		t.Errorf("with a failed floor: %v", got)
 	}
 }
