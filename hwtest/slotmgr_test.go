@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/p11-card/p11-card/cards"
+	"github.com/p11-card/p11-card/cards/openpgp/pgptest"
 	_ "github.com/p11-card/p11-card/cards/piv" // registers the PIV driver
 	"github.com/p11-card/p11-card/cards/piv/pivtest"
 	"github.com/p11-card/p11-card/cards/vcard"
@@ -337,4 +339,31 @@ func TestSlotmgrStartContexts(t *testing.T) {
 		t.Errorf("Start and Rescan: %d contexts, %d connections; want ≤ 3 and 1 (%+v)", d.Establish, d.Connect, d)
 	}
 	t.Logf("Start and Rescan: %d PC/SC calls (%+v)", d.Total(), d)
+}
+
+// An OpenPGP card in a YubiKey's reader is tried as PIV first (its ATR names the
+// YubiKey), and the OpenPGP driver takes it in the same transaction: the bind costs one
+// SCardBeginTransaction.
+func TestSlotmgrSecondDriverOneTransaction(t *testing.T) {
+	testRig(t)
+	c, err := pgptest.New(pgptest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insert(t, smReader, c)
+	before := pcsc.Stats()
+	m := smStart(t)
+	d := pcsc.Stats().Sub(before)
+	var model string
+	for _, s := range m.Slots() {
+		if s.Present {
+			model = s.Token.Info().Model
+		}
+	}
+	if !strings.Contains(model, "OpenPGP") {
+		t.Fatalf("bound %q: %+v", model, m.Slots())
+	}
+	if d.BeginTransaction != 1 || d.EndTransaction != 1 {
+		t.Errorf("bind: %d transactions begun, %d ended; want 1 (%+v)", d.BeginTransaction, d.EndTransaction, d)
+	}
 }
