@@ -83,9 +83,8 @@ func (t *Token) readPINStatus(ctx context.Context, role cards.Role, ref byte) (c
 	if t.hasMeta {
 		b, err := t.do(ctx, apdu.Command{INS: insGetMetadata, P2: ref, Ne: t.maxNe()})
 		switch {
-		case isUnsupported(err):
-			// Metadata missing after all (as loadMeta finds): an empty VERIFY for the user.
-			t.hasMeta = false
+		case t.metaMissing(err):
+			// An empty VERIFY for the user instead.
 			if role != cards.RoleUser {
 				return t.unknownPIN(role), nil
 			}

@@ -329,6 +329,16 @@ func (t *Token) dropObjects() {
 	t.admin, t.adminRead = nil, false
 }
 
+// metaMissing reports whether err is a card's answer that it has no GET METADATA after
+// all, though its version promised it; the token does without from then on.
+func (t *Token) metaMissing(err error) bool {
+	if !isUnsupported(err) {
+		return false
+	}
+	t.hasMeta = false
+	return true
+}
+
 // loadMeta reads GET METADATA for a slot once (YubiKey 5.3+).
 func (t *Token) loadMeta(ctx context.Context, s Slot) (*metadata, error) {
 	c := t.slot(s)
@@ -344,9 +354,8 @@ func (t *Token) loadMeta(ctx context.Context, s Slot) (*metadata, error) {
 		}
 		c.meta = &m
 	case errors.Is(err, apdu.ErrNotFound):
-	case isUnsupported(err):
-		// Metadata missing after all: fall back to certificates.
-		t.hasMeta = false
+	case t.metaMissing(err):
+		// Fall back to certificates.
 		return nil, nil
 	default:
 		return nil, fmt.Errorf("piv: metadata of slot %s: %w", s, err)
