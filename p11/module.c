@@ -3,11 +3,13 @@
 // process that did not exec cannot run the Go runtime it inherited, so every call there
 // fails without entering Go (C_Initialize with CKR_FUNCTION_FAILED, the rest with
 // CKR_CRYPTOKI_NOT_INITIALIZED).
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 #include "pkcs11.h"
 #include "ops.h"
 #include "_cgo_export.h"
+#include "../pcsc/early.h"
 
 static pid_t p11_pid;
 
@@ -16,7 +18,24 @@ __attribute__((constructor)) static void p11_record_pid(void) { p11_pid = getpid
 #define FORKED() (getpid() != p11_pid)
 #define SHIM(call) do { if (FORKED()) return CKR_CRYPTOKI_NOT_INITIALIZED; return call; } while (0)
 
-CK_RV C_Initialize(CK_VOID_PTR pInitArgs) { if (FORKED()) return CKR_FUNCTION_FAILED; return p11Initialize(pInitArgs); }
+// Every call into Go waits until the Go runtime, which starts when the library is loaded,
+// has initialised: a millisecond or more. The first C_Initialize of a process spends that
+// wait connecting to pcscd, in C: it opens the PC/SC contexts the slot manager's start
+// takes (pcsc/early.c). A second C_Initialize racing with it waits at the mutex until they
+// are open, so none of our PC/SC calls runs beside them (pcsc/gate.go).
+static pthread_mutex_t p11_early_mu = PTHREAD_MUTEX_INITIALIZER;
+static int p11_early_done;
+
+CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
+	if (FORKED()) return CKR_FUNCTION_FAILED;
+	pthread_mutex_lock(&p11_early_mu);
+	if (!p11_early_done) {
+		p11_early_done = 1;
+		p11_pcsc_open_early();
+	}
+	pthread_mutex_unlock(&p11_early_mu);
+	return p11Initialize(pInitArgs);
+}
 CK_RV C_Finalize(CK_VOID_PTR pReserved) { SHIM(p11Finalize(pReserved)); }
 CK_RV C_GetInfo(CK_INFO_PTR pInfo) { SHIM(p11GetInfo(pInfo)); }
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount) { SHIM(p11GetSlotList(tokenPresent, pSlotList, pulCount)); }

@@ -26,6 +26,10 @@
 //     The enumeration is in package pcsc/usb, so that the PKCS#11 module, which shows no
 //     USB identities, loads neither libusb nor libudev and never enumerates the bus.
 //   - Stats counts PC/SC calls, for benchmarks that hold us to few round trips.
+//   - Contexts opened early: the PKCS#11 module's first C_Initialize opens, in C and
+//     while the Go runtime is still starting, the contexts the slot manager's start takes
+//     (early.c). Establish and Connect take them before opening new ones; ReleaseEarly
+//     releases those left over.
 //
 // # Tracing
 //

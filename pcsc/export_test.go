@@ -6,3 +6,6 @@ func (k *Card) Freed() bool {
 	defer k.mu.Unlock()
 	return k.freed
 }
+
+// OpenEarly opens the contexts the module's first C_Initialize opens (tests).
+var OpenEarly = openEarly

@@ -3,13 +3,16 @@
 package pcsc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/p11-card/p11-card/hwtest/rig"
+	"github.com/p11-card/p11-card/internal/trace"
 	"github.com/p11-card/p11-card/pcsc"
 )
 
@@ -28,6 +31,64 @@ func TestRig(t *testing.T) {
 	r := rig.ForTest(t, rig.Options{Readers: 2})
 	t.Run("CloseWaitsForAbandonedBegin", func(t *testing.T) { closeWaitsForAbandonedBegin(t, r) })
 	t.Run("HandleCallsBesideContextChurn", func(t *testing.T) { handleCallsBesideContextChurn(t, r) })
+	t.Run("EarlyContexts", func(t *testing.T) { earlyContexts(t, r) })
+}
+
+// earlyContexts: the contexts the module's first C_Initialize opens in C (OpenEarly) go to
+// the next Establish and Connect, and work as any other; the calls after them open their
+// own; ReleaseEarly releases those left over, and the next Establish opens a new one.
+func earlyContexts(t *testing.T, r *rig.Rig) {
+	insertNine(t, r, 0)
+	bg := context.Background()
+	var tr bytes.Buffer
+	trace.SetOutput("pcsc", &tr)
+	defer trace.SetOutput("", nil)
+	taken := func() int { return strings.Count(tr.String(), "SCardEstablishContext (made in C_Initialize)") }
+
+	pcsc.OpenEarly()
+	c, err := pcsc.Establish(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Readers(bg); err != nil {
+		t.Fatalf("Readers through an early context: %v", err)
+	}
+	k, err := pcsc.Connect(bg, r.ReaderName(0))
+	if err != nil {
+		t.Fatalf("Connect through an early context: %v", err)
+	}
+	defer k.Close()
+	if rsp, err := k.Transmit(bg, []byte{0x00, 0xA4, 0x04, 0x00}); err != nil || !bytes.Equal(rsp, []byte{0x90, 0x00}) {
+		t.Fatalf("Transmit through an early context: % X, %v", rsp, err)
+	}
+	if n := taken(); n != 2 {
+		t.Fatalf("Establish and Connect took %d early contexts; want 2\n%s", n, tr.String())
+	}
+	c3, err := pcsc.Establish(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c3.Close()
+	if n := taken(); n != 2 {
+		t.Fatalf("a third Establish took an early context (%d taken); none is left\n%s", n, tr.String())
+	}
+
+	pcsc.OpenEarly()
+	before := pcsc.Stats()
+	pcsc.ReleaseEarly()
+	pcsc.ReleaseEarly() // nothing left: no call
+	if d := pcsc.Stats().Sub(before); d.Establish != 2 || d.Release != 2 {
+		t.Errorf("ReleaseEarly: %d established, %d released; want the 2 left over, each once", d.Establish, d.Release)
+	}
+	c4, err := pcsc.Establish(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c4.Close()
+	if n := taken(); n != 2 {
+		t.Errorf("an Establish after ReleaseEarly took a released context\n%s", tr.String())
+	}
 }
 
 // insertNine puts a nineCard in each of the readers, taken out when the test ends.

@@ -16,6 +16,8 @@ package pcsc
 #include <string.h>
 #include <winscard.h>
 #include <reader.h>
+#include "early.h"
+int p11_pcsc_take_early(SCARDCONTEXT *h);
 
 static LONG p11_transmit(SCARDHANDLE h, DWORD proto, const BYTE *cmd, DWORD n, BYTE *rsp, DWORD *rlen) {
 	SCARD_IO_REQUEST pci;
@@ -84,11 +86,31 @@ func scEstablish() (ctxHandle, uint32) {
 	stats.establish.Add(1)
 	t := time.Now()
 	var h C.SCARDCONTEXT
+	if C.p11_pcsc_take_early(&h) != 0 {
+		traceCall("SCardEstablishContext", t, codeSuccess, " (made in C_Initialize)")
+		return ctxHandle(h), codeSuccess
+	}
 	scGate.lock()
 	code := rc(C.SCardEstablishContext(scopeSystem, nil, nil, &h))
 	scGate.unlock()
 	traceCall("SCardEstablishContext", t, code, "")
 	return ctxHandle(h), code
+}
+
+// openEarly opens the contexts early.c keeps, as the module's first C_Initialize does
+// (tests).
+func openEarly() { C.p11_pcsc_open_early() }
+
+// ReleaseEarly releases the contexts the module's first C_Initialize opened (early.c)
+// that no Establish or Connect took. The slot manager calls it once its start is done:
+// they were opened for that start, and a context kept idle would only meet a pcscd
+// restart unawares.
+func ReleaseEarly() {
+	var h C.SCARDCONTEXT
+	for C.p11_pcsc_take_early(&h) != 0 {
+		stats.establish.Add(1) // it was opened, in C
+		scRelease(ctxHandle(h))
+	}
 }
 
 func scRelease(h ctxHandle) uint32 {

@@ -51,6 +51,14 @@ type Connector interface {
 	Connect(ctx context.Context, reader string) (Card, error)
 }
 
+// Starter is implemented by a Backend that holds resources for the manager's start alone:
+// the pcsc-lite backend has the PC/SC contexts the PKCS#11 module opened in C_Initialize
+// while the Go runtime was starting. Start calls Started once its first read and the binds
+// it began are done, and the backend lets go of what they did not take.
+type Starter interface {
+	Started()
+}
+
 // Card is a connected card.
 type Card interface {
 	cards.Conn

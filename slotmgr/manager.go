@@ -234,7 +234,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Unlock()
 	runBeside(binds)
 	go m.run(w, res, states, seq)
-	return m.waitBinds(ctx)
+	err := m.waitBinds(ctx)
+	if s, ok := m.b.(Starter); ok {
+		s.Started()
+	}
+	return err
 }
 
 // Close stops the goroutines, closes every card connection and context, and wakes

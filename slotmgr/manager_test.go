@@ -240,6 +240,45 @@ func TestStartSeesCardsAlreadyPresent(t *testing.T) {
 	}
 }
 
+// starterBackend is the fake backend with a Starter: started is called by Started.
+type starterBackend struct {
+	*slotmgrtest.Backend
+	started func()
+}
+
+func (b starterBackend) Started() { b.started() }
+
+// TestStartTellsStarter: a backend holding resources for the start (the contexts the
+// module opens in C_Initialize) hears once that Start is done, after the binds of the
+// cards already present, and never again.
+func TestStartTellsStarter(t *testing.T) {
+	fake := slotmgrtest.New()
+	fake.AddReader("Reader A")
+	if err := fake.Insert("Reader A", slotmgrtest.NewCard(atrGood)); err != nil {
+		t.Fatal(err)
+	}
+	bd := newBinder()
+	defer close(bd.release)
+	var calls, boundBefore int
+	b := starterBackend{fake, func() { calls++; boundBefore = bd.count() }}
+	m := slotmgr.New(b, slotmgr.Options{Bind: bd.bind, NoPINPad: true, RetryInterval: time.Hour, Fresh: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if calls != 1 || boundBefore != 1 {
+		t.Fatalf("Started called %d times, after %d binds; want once, after the card's bind", calls, boundBefore)
+	}
+	if err := m.Rescan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Errorf("Started called again after Rescan (%d calls)", calls)
+	}
+}
+
 func TestInsertRemove(t *testing.T) {
 	b := slotmgrtest.New()
 	b.AddReader("R")

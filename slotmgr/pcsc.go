@@ -22,6 +22,10 @@ func (pcscBackend) Establish(ctx context.Context) (Context, error) {
 	return &pcscContext{c: c}, nil
 }
 
+// Started implements Starter: the contexts opened early for the start (pcsc.ReleaseEarly)
+// are released.
+func (pcscBackend) Started() { pcsc.ReleaseEarly() }
+
 // Connect implements Connector: a pcsc.Card carries its own PC/SC context.
 func (pcscBackend) Connect(ctx context.Context, reader string) (Card, error) {
 	k, err := pcsc.Connect(ctx, reader)
