@@ -23,29 +23,32 @@ func TestModuleEarlyContexts(t *testing.T) {
 		missing(t, "the shared rig runs pcscd without -d: its calls cannot be counted")
 	}
 	so, _ := modBuild(t)
-	run := func(what string, wantEarly, wantTraced int) {
+	run := func(what string, wantEarly int) {
 		t.Helper()
 		at := fileSize(r.LogPath())
-		ctx := toolCmd(t, t.Context(), "pkcs11-tool", "--module", so, "-L")
-		ctx.Env = append(ctx.Env, "P11CARD_DEBUG=pcsc")
-		b, err := ctx.CombinedOutput()
+		cmd := toolCmd(t, t.Context(), "pkcs11-tool", "--module", so, "-L")
+		cmd.Env = append(cmd.Env, "P11CARD_DEBUG=pcsc")
+		b, err := cmd.CombinedOutput()
 		out := string(b)
 		if err != nil {
 			t.Fatalf("%s: pkcs11-tool -L: %v\n%s", what, err, out)
 		}
-		if n := strings.Count(out, earlyTrace); n != wantEarly {
-			t.Errorf("%s: %d contexts taken from C_Initialize's; want %d\n%s", what, n, wantEarly, out)
+		// The watcher's Wait, 50 ms after the start (Options.FirstWait), may take the
+		// second early context of a card-less start before Start releases it, or, in a
+		// slow run, open one of its own: nothing else opens one.
+		early, all := strings.Count(out, earlyTrace), strings.Count(out, "SCardEstablishContext")
+		if early < wantEarly || early > 2 || all > early+1 {
+			t.Errorf("%s: %d contexts taken from C_Initialize's, %d in all; want %d (or 2) taken and at most the Wait's besides\n%s",
+				what, early, all, wantEarly, out)
 		}
-		if n := strings.Count(out, "SCardEstablishContext"); n != wantTraced {
-			t.Errorf("%s: %d contexts established; want %d\n%s", what, n, wantTraced, out)
-		}
+		// pcscd saw the two opened in C and those Go opened, each released once.
 		calls := pcscdCalls(r.LogPath(), at)
-		if e, rel := calls["ESTABLISH_CONTEXT"], calls["RELEASE_CONTEXT"]; e != 2 || rel != 2 {
-			t.Errorf("%s: pcscd saw %d contexts established and %d released; want 2 and 2 (%v)", what, e, rel, calls)
+		if e, rel := calls["ESTABLISH_CONTEXT"], calls["RELEASE_CONTEXT"]; e != 2+all-early || rel != e {
+			t.Errorf("%s: pcscd saw %d contexts established and %d released; want %d and as many (%v)", what, e, rel, 2+all-early, calls)
 		}
 	}
 	// No card: the reader scan takes one, and Start releases the other.
-	run("no card", 1, 1)
+	run("no card", 1)
 	modCard(t, pivtest.Options{})
-	run("a card in reader 0", 2, 2)
+	run("a card in reader 0", 2)
 }
