@@ -3,6 +3,10 @@
 package hwtest
 
 import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,4 +55,93 @@ func TestModuleEarlyContexts(t *testing.T) {
 	run("no card", 1)
 	modCard(t, pivtest.Options{})
 	run("a card in reader 0", 2)
+}
+
+// refusedFirst is a client whose first C_Initialize is refused (pReserved set); it waits
+// for a line on stdin before it initialises again, lists the tokens and finalises.
+const refusedFirst = `
+#include <dlfcn.h>
+#include <stdio.h>
+#include "pkcs11.h"
+
+int main(int argc, char **argv) {
+	void *h = dlopen(argv[1], RTLD_NOW);
+	if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
+	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR) = dlsym(h, "C_GetFunctionList");
+	CK_FUNCTION_LIST_PTR f;
+	if (gfl(&f) != CKR_OK) return 1;
+	CK_C_INITIALIZE_ARGS a = {0};
+	a.pReserved = &a;
+	printf("refused 0x%lx\n", f->C_Initialize(&a));
+	fflush(stdout);
+	char line[8];
+	if (!fgets(line, sizeof line, stdin)) return 1;
+	printf("initialize 0x%lx\n", f->C_Initialize(NULL));
+	CK_ULONG n = 0;
+	f->C_GetSlotList(CK_TRUE, NULL, &n);
+	printf("tokens %lu\n", n);
+	printf("finalize 0x%lx\n", f->C_Finalize(NULL));
+	return 0;
+}
+`
+
+// TestModuleEarlyContextsRefused: a first C_Initialize refused for its arguments starts
+// nothing, and releases the contexts it opened before it returns; the next C_Initialize
+// opens its own and works.
+func TestModuleEarlyContextsRefused(t *testing.T) {
+	r := testRig(t)
+	if r.ClientCalls() < 0 {
+		missing(t, "the shared rig runs pcscd without -d: its calls cannot be counted")
+	}
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	gcc := needTool(t, "gcc")
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "refused.c"), filepath.Join(dir, "refused")
+	if err := os.WriteFile(src, []byte(refusedFirst), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ := filepath.Abs("../p11")
+	if out, err := exec.Command(gcc, "-Wall", "-I", hdr, "-o", bin, src, "-ldl").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	at := fileSize(r.LogPath())
+	cmd := toolCmd(t, t.Context(), bin, so)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	lines := bufio.NewScanner(outp)
+	if !lines.Scan() || lines.Text() != "refused 0x7" {
+		t.Fatalf("first C_Initialize: %q; want CKR_ARGUMENTS_BAD (0x7)", lines.Text())
+	}
+	calls := pcscdCalls(r.LogPath(), at)
+	if e, rel := calls["ESTABLISH_CONTEXT"], calls["RELEASE_CONTEXT"]; e != 2 || rel != 2 {
+		t.Errorf("after the refused C_Initialize pcscd saw %d contexts established and %d released; want 2 and 2 (%v)", e, rel, calls)
+	}
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	var rest []string
+	for lines.Scan() {
+		rest = append(rest, lines.Text())
+	}
+	if want := []string{"initialize 0x0", "tokens 1", "finalize 0x0"}; strings.Join(rest, "; ") != strings.Join(want, "; ") {
+		t.Errorf("after it: %q; want %q", rest, want)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("client: %v", err)
+	}
+	calls = pcscdCalls(r.LogPath(), at)
+	if e, rel := calls["ESTABLISH_CONTEXT"], calls["RELEASE_CONTEXT"]; e < 3 || rel != e {
+		t.Errorf("over the whole run pcscd saw %d contexts established and %d released; want as many (%v)", e, rel, calls)
+	}
 }

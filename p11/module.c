@@ -21,20 +21,25 @@ __attribute__((constructor)) static void p11_record_pid(void) { p11_pid = getpid
 // Every call into Go waits until the Go runtime, which starts when the library is loaded,
 // has initialised: a millisecond or more. The first C_Initialize of a process spends that
 // wait connecting to pcscd, in C: it opens the PC/SC contexts the slot manager's start
-// takes (pcsc/early.c). A second C_Initialize racing with it waits at the mutex until they
-// are open, so none of our PC/SC calls runs beside them (pcsc/gate.go).
+// takes (pcsc/early.c), and releases them if it fails (the arguments refused: no start).
+// It holds the mutex throughout, so a second C_Initialize racing with it enters Go only
+// after it, and none of our PC/SC calls runs beside those made here (pcsc/gate.go).
 static pthread_mutex_t p11_early_mu = PTHREAD_MUTEX_INITIALIZER;
 static int p11_early_done;
 
 CK_RV C_Initialize(CK_VOID_PTR pInitArgs) {
 	if (FORKED()) return CKR_FUNCTION_FAILED;
 	pthread_mutex_lock(&p11_early_mu);
-	if (!p11_early_done) {
-		p11_early_done = 1;
-		p11_pcsc_open_early();
+	if (p11_early_done) {
+		pthread_mutex_unlock(&p11_early_mu);
+		return p11Initialize(pInitArgs);
 	}
+	p11_early_done = 1;
+	p11_pcsc_open_early();
+	CK_RV rv = p11Initialize(pInitArgs);
+	if (rv != CKR_OK) p11_pcsc_drop_early();
 	pthread_mutex_unlock(&p11_early_mu);
-	return p11Initialize(pInitArgs);
+	return rv;
 }
 CK_RV C_Finalize(CK_VOID_PTR pReserved) { SHIM(p11Finalize(pReserved)); }
 CK_RV C_GetInfo(CK_INFO_PTR pInfo) { SHIM(p11GetInfo(pInfo)); }

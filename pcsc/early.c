@@ -2,7 +2,8 @@
 // Go runtime is still starting. Every call into Go waits until the runtime, which starts
 // when the library is loaded, has initialised: a millisecond or more, which the first
 // C_Initialize would otherwise spend waiting. scEstablish (winscard.go) takes these
-// contexts before it opens new ones; ReleaseEarly lets go of those left over.
+// contexts before it opens new ones; ReleaseEarly lets go of those the start left over,
+// p11_pcsc_drop_early of those a refused C_Initialize did not use.
 #include <pthread.h>
 #include <stddef.h>
 #include <winscard.h>
@@ -35,4 +36,9 @@ int p11_pcsc_take_early(SCARDCONTEXT *h) {
 	}
 	pthread_mutex_unlock(&early_mu);
 	return ok;
+}
+
+void p11_pcsc_drop_early(void) {
+	SCARDCONTEXT h;
+	while (p11_pcsc_take_early(&h)) SCardReleaseContext(h);
 }

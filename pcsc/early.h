@@ -8,4 +8,8 @@
 // calls it from the first C_Initialize, in C, before any PC/SC call of ours can run.
 void p11_pcsc_open_early(void);
 
+// p11_pcsc_drop_early releases those still there, in C. Only where no PC/SC call of ours
+// can run beside it: after the first C_Initialize failed, before it returns.
+void p11_pcsc_drop_early(void);
+
 #endif

@@ -104,9 +104,8 @@ func openEarly() { C.p11_pcsc_open_early() }
 // ReleaseEarly releases the contexts the module's first C_Initialize opened (early.c)
 // that no Establish or Connect took. The slot manager calls it once its start is done:
 // they were opened for that start, and a context kept idle would only meet a pcscd
-// restart unawares. A first C_Initialize refused for its arguments starts nothing: its
-// contexts wait for the next one's start, and one that pcscd dropped meanwhile is
-// replaced there as after any restart (Context and Card establish again).
+// restart unawares. A first C_Initialize refused for its arguments starts nothing, and
+// releases them itself (p11_pcsc_drop_early) before it returns.
 func ReleaseEarly() {
 	var h C.SCARDCONTEXT
 	for C.p11_pcsc_take_early(&h) != 0 {
