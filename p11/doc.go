@@ -35,7 +35,7 @@
 // The Go runtime starts when the library is loaded, and every call into Go waits until
 // it has initialised. The first C_Initialize of a process spends that wait opening, in C,
 // the two PC/SC contexts the first reader scan and the first card take (module.c,
-// pcsc/early.c): about half a millisecond less for a short-lived process.
+// pcsc/early.c): 0.2 to 0.5 ms less for a short-lived process on our test machines.
 //
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).
