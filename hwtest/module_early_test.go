@@ -4,9 +4,6 @@ package hwtest
 
 import (
 	"bufio"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,34 +54,6 @@ func TestModuleEarlyContexts(t *testing.T) {
 	run("a card in reader 0", 2)
 }
 
-// refusedFirst is a client whose first C_Initialize is refused (pReserved set); it waits
-// for a line on stdin before it initialises again, lists the tokens and finalises.
-const refusedFirst = `
-#include <dlfcn.h>
-#include <stdio.h>
-#include "pkcs11.h"
-
-int main(int argc, char **argv) {
-	void *h = dlopen(argv[1], RTLD_NOW);
-	if (!h) { printf("dlopen: %s\n", dlerror()); return 1; }
-	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR) = dlsym(h, "C_GetFunctionList");
-	CK_FUNCTION_LIST_PTR f;
-	if (gfl(&f) != CKR_OK) return 1;
-	CK_C_INITIALIZE_ARGS a = {0};
-	a.pReserved = &a;
-	printf("refused 0x%lx\n", f->C_Initialize(&a));
-	fflush(stdout);
-	char line[8];
-	if (!fgets(line, sizeof line, stdin)) return 1;
-	printf("initialize 0x%lx\n", f->C_Initialize(NULL));
-	CK_ULONG n = 0;
-	f->C_GetSlotList(CK_TRUE, NULL, &n);
-	printf("tokens %lu\n", n);
-	printf("finalize 0x%lx\n", f->C_Finalize(NULL));
-	return 0;
-}
-`
-
 // TestModuleEarlyContextsRefused: a first C_Initialize refused for its arguments starts
 // nothing, and releases the contexts it opened before it returns; the next C_Initialize
 // opens its own and works.
@@ -95,16 +64,7 @@ func TestModuleEarlyContextsRefused(t *testing.T) {
 	}
 	modCard(t, pivtest.Options{})
 	so, _ := modBuild(t)
-	gcc := needTool(t, "gcc")
-	dir := t.TempDir()
-	src, bin := filepath.Join(dir, "refused.c"), filepath.Join(dir, "refused")
-	if err := os.WriteFile(src, []byte(refusedFirst), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	hdr, _ := filepath.Abs("../p11")
-	if out, err := exec.Command(gcc, "-Wall", "-I", hdr, "-o", bin, src, "-ldl").CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
+	bin := cProgram(t, "crefused")
 	at := fileSize(r.LogPath())
 	cmd := toolCmd(t, t.Context(), bin, so)
 	in, err := cmd.StdinPipe()
