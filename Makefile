@@ -28,7 +28,7 @@ HWTEST_TIMEOUT ?= 20m
 # Debian packages: PC/SC, the vpcd driver, the reference modules and tools we compare
 # with and drive from tests, and cgo's compiler.
 DEBS := pcscd libpcsclite-dev vsmartcard-vpcd libusb-1.0-0-dev opensc yubico-piv-tool \
-	ykcs11 scdaemon p11-kit gnutls-bin libengine-pkcs11-openssl libnss3-tools softhsm2 pcsc-tools \
+	ykcs11 scdaemon p11-kit gnutls-bin libengine-pkcs11-openssl libnss3-tools softhsm2 pcsc-tools strace \
 	pkg-config gcc libc6-dev openssh-client gnupg openssl util-linux mount
 
 HAVE_MODULE := $(wildcard p11/*.go)

@@ -4,6 +4,8 @@ package hwtest
 
 import (
 	"bufio"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -103,5 +105,29 @@ func TestModuleEarlyContextsRefused(t *testing.T) {
 	calls = pcscdCalls(r.LogPath(), at)
 	if e, rel := calls["ESTABLISH_CONTEXT"], calls["RELEASE_CONTEXT"]; e < 3 || rel != e {
 		t.Errorf("over the whole run pcscd saw %d contexts established and %d released; want as many (%v)", e, rel, calls)
+	}
+}
+
+// TestModuleMainThreadStack: pkcs11-tool, which calls the module from its main thread,
+// runs without anything reading /proc/self/maps: the Go runtime's question about that
+// thread's stack is answered by p11/stackbound.c, not by glibc's scan of the file.
+func TestModuleMainThreadStack(t *testing.T) {
+	modCard(t, pivtest.Options{})
+	so, _ := modBuild(t)
+	trace := filepath.Join(t.TempDir(), "strace")
+	cmd := toolCmd(t, t.Context(), "strace", "-f", "-e", "trace=open,openat", "-o", trace,
+		needTool(t, "pkcs11-tool"), "--module", so, "-L")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("strace pkcs11-tool -L: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), so) {
+		t.Fatalf("the trace does not show the module opened:\n%s", b)
+	}
+	if strings.Contains(string(b), "/proc/self/maps") {
+		t.Errorf("/proc/self/maps was read:\n%s", b)
 	}
 }

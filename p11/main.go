@@ -4,7 +4,7 @@ package main
 
 /*
 #cgo CFLAGS: -std=gnu11 -Wall
-#cgo linux LDFLAGS: ${SRCDIR}/exports.ld.so
+#cgo linux LDFLAGS: ${SRCDIR}/exports.ld.so -Wl,--wrap=pthread_getattr_np
 #include "pkcs11.h"
 */
 import "C"
