@@ -82,21 +82,24 @@ func (k *Card) releaseCtxLocked() {
 	scRelease(k.ctxh)
 }
 
-// freeLocked disconnects, leaving the card as it is, and releases the card's context.
+// freeLocked releases the card's context, the handle with it: pcscd disconnects the
+// handles of a context it releases, leaving the card as it is (SCARD_LEAVE_CARD) or, when
+// the handle still holds the card's transaction, resetting it, so that no program finds
+// the card as this one left it in the middle of an operation. One round trip instead of
+// an SCardDisconnect before it.
 func (k *Card) freeLocked() error {
 	if k.freed {
 		return nil
 	}
 	k.freed = true
-	var err error
-	if !k.dead {
-		if code := scDisconnect(k.h, leaveCard); code != codeSuccess && !serviceLost(code) &&
-			code != codeRemovedCard && code != codeResetCard {
-			err = wrap("disconnect", code)
-		}
+	if !k.ctxValid {
+		return nil
 	}
-	k.releaseCtxLocked()
-	return err
+	k.ctxValid = false
+	if code := scRelease(k.ctxh); code != codeSuccess && !serviceLost(code) {
+		return wrap("release context", code)
+	}
+	return nil
 }
 
 // Connect connects to the card in reader, shared, T=0 or T=1 (whichever the card and
@@ -408,9 +411,10 @@ func (k *Card) reconnectFresh() error {
 	return nil
 }
 
-// Close disconnects, leaving the card as it is (SCARD_LEAVE_CARD), and releases the
-// card's context, at once or, with calls in flight (a transaction wait given up), when
-// the last one returns. Close is idempotent.
+// Close disconnects, leaving the card as it is (SCARD_LEAVE_CARD; reset if a
+// transaction of ours is still open), and releases the card's context, at once or, with
+// calls in flight (a transaction wait given up), when the last one returns. Close is
+// idempotent.
 func (k *Card) Close() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -16,8 +16,10 @@
 //     readers only.
 //   - Card (shared mode, T=0 or T=1): Transmit with the PCI of the active protocol, Lock
 //     (SCardBeginTransaction; a reset by another program is answered by SCardReconnect
-//     with SCARD_LEAVE_CARD and reported as reset=true), Reconnect, Close
-//     (SCARD_LEAVE_CARD), Features (PC/SC part 10: does the reader have a PIN pad). It
+//     with SCARD_LEAVE_CARD and reported as reset=true), Reconnect, Close (the release of
+//     the card's own context, which pcscd answers by disconnecting with SCARD_LEAVE_CARD,
+//     or with a reset if the handle still holds the transaction), Features (PC/SC part 10:
+//     does the reader have a PIN pad). It
 //     implements apdu.Transmitter and cards.Conn.
 //   - Errors: PC/SC codes become ErrNoService, ErrNoReader, ErrNoCard, ErrCardRemoved,
 //     ErrCardReset, ErrSharingViolation, ErrTimeout, ErrCardUnresponsive; each error also

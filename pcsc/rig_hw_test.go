@@ -32,6 +32,57 @@ func TestRig(t *testing.T) {
 	t.Run("CloseWaitsForAbandonedBegin", func(t *testing.T) { closeWaitsForAbandonedBegin(t, r) })
 	t.Run("HandleCallsBesideContextChurn", func(t *testing.T) { handleCallsBesideContextChurn(t, r) })
 	t.Run("EarlyContexts", func(t *testing.T) { earlyContexts(t, r) })
+	t.Run("CloseReleasesTheContext", func(t *testing.T) { closeReleasesTheContext(t, r) })
+}
+
+// closeReleasesTheContext: Close is one PC/SC call, the release of the card's context,
+// which disconnects its handle. The card is left as it is; a card whose transaction the
+// closed handle still held is reset, and another connection learns of it.
+func closeReleasesTheContext(t *testing.T, r *rig.Rig) {
+	insertNine(t, r, 0)
+	bg := context.Background()
+	connect := func() *pcsc.Card {
+		t.Helper()
+		k, err := pcsc.Connect(bg, r.ReaderName(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	other := connect()
+	defer other.Close()
+	lockOther := func(what string, wantReset bool) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bg, 2*time.Second)
+		defer cancel()
+		unlock, reset, err := other.Lock(ctx)
+		if err != nil {
+			t.Fatalf("%s: the other connection's Lock: %v", what, err)
+		}
+		unlock()
+		if reset != wantReset {
+			t.Errorf("%s: the other connection saw a reset: %v, want %v", what, reset, wantReset)
+		}
+	}
+
+	k := connect()
+	before := pcsc.Stats()
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := pcsc.Stats().Sub(before); d.Total() != 1 || d.Release != 1 || !k.Freed() {
+		t.Errorf("Close: %+v (freed %v); want the context's release alone", d, k.Freed())
+	}
+	lockOther("closed between transactions", false)
+
+	k = connect()
+	if _, _, err := k.Lock(bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lockOther("closed in a transaction", true)
 }
 
 // earlyContexts: the contexts the module's first C_Initialize opens in C (OpenEarly) go to

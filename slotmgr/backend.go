@@ -64,7 +64,8 @@ type Card interface {
 	cards.Conn
 	// ATR is the answer to reset read at connect time.
 	ATR() []byte
-	// Close leaves the card as it is (SCARD_LEAVE_CARD) and releases the handle.
+	// Close leaves the card as it is (SCARD_LEAVE_CARD; reset if its transaction is still
+	// open) and releases the handle.
 	Close() error
 }
 
