@@ -5,6 +5,7 @@ package hwtest
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -114,6 +115,9 @@ func TestModuleEarlyContextsRefused(t *testing.T) {
 func TestModuleMainThreadStack(t *testing.T) {
 	modCard(t, pivtest.Options{})
 	so, _ := modBuild(t)
+	if out, err := exec.Command(needTool(t, "strace"), "-o", os.DevNull, "true").CombinedOutput(); err != nil {
+		t.Skipf("strace cannot trace here (a container without ptrace?): %v\n%s", err, out)
+	}
 	trace := filepath.Join(t.TempDir(), "strace")
 	cmd := toolCmd(t, t.Context(), "strace", "-f", "-e", "trace=open,openat", "-o", trace,
 		needTool(t, "pkcs11-tool"), "--module", so, "-L")

@@ -411,8 +411,8 @@ func (k *Card) reconnectFresh() error {
 	return nil
 }
 
-// Close disconnects, leaving the card as it is (SCARD_LEAVE_CARD; reset if a
-// transaction of ours is still open), and releases the card's context, at once or, with
+// Close releases the card's context, which disconnects its handle, leaving the card as it
+// is (SCARD_LEAVE_CARD; reset if a transaction of ours is still open): at once or, with
 // calls in flight (a transaction wait given up), when the last one returns. Close is
 // idempotent.
 func (k *Card) Close() error {

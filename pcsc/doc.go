@@ -19,8 +19,7 @@
 //     with SCARD_LEAVE_CARD and reported as reset=true), Reconnect, Close (the release of
 //     the card's own context, which pcscd answers by disconnecting with SCARD_LEAVE_CARD,
 //     or with a reset if the handle still holds the transaction), Features (PC/SC part 10:
-//     does the reader have a PIN pad). It
-//     implements apdu.Transmitter and cards.Conn.
+//     does the reader have a PIN pad). It implements apdu.Transmitter and cards.Conn.
 //   - Errors: PC/SC codes become ErrNoService, ErrNoReader, ErrNoCard, ErrCardRemoved,
 //     ErrCardReset, ErrSharingViolation, ErrTimeout, ErrCardUnresponsive; each error also
 //     wraps *Error with the raw code.
