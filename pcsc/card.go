@@ -69,17 +69,18 @@ func (k *Card) release() {
 	}
 }
 
-// releaseCtxLocked releases the card's context now, or once no call is in flight.
-func (k *Card) releaseCtxLocked() {
+// releaseCtxLocked releases the card's context now, or once no call is in flight; the
+// code is the release's, codeSuccess when there was none to make now.
+func (k *Card) releaseCtxLocked() uint32 {
 	if !k.ctxValid {
-		return
+		return codeSuccess
 	}
 	k.ctxValid = false
 	if k.calls > 0 {
 		k.retired = append(k.retired, k.ctxh)
-		return
+		return codeSuccess
 	}
-	scRelease(k.ctxh)
+	return scRelease(k.ctxh)
 }
 
 // freeLocked releases the card's context, the handle with it: pcscd disconnects the
@@ -92,11 +93,7 @@ func (k *Card) freeLocked() error {
 		return nil
 	}
 	k.freed = true
-	if !k.ctxValid {
-		return nil
-	}
-	k.ctxValid = false
-	if code := scRelease(k.ctxh); code != codeSuccess && !serviceLost(code) {
+	if code := k.releaseCtxLocked(); code != codeSuccess && !serviceLost(code) {
 		return wrap("release context", code)
 	}
 	return nil
@@ -325,7 +322,7 @@ func (k *Card) unlocker(h cardHandle) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			// After Close the disconnect ended the transaction.
+			// After Close the release of the context ended the transaction.
 			if _, _, _, ok := k.acquire(); ok {
 				scEndTransaction(h, leaveCard)
 				k.release()
