@@ -81,6 +81,7 @@ type BenchReport struct {
 	TransmitNS int64           `json:"bare_transmit_ns"`         // the same APDUs sent straight
 	SignAPDUs  int             `json:"module_sign_apdus"`        // APDUs one C_Sign sends
 	Floor      []FloorRow      `json:"floor"`
+	Phases     []PhaseRow      `json:"process_phases"`
 	Events     []EventRow      `json:"removal_events"`
 	Throughput []ThroughputRow `json:"two_card_throughput"`
 }
@@ -96,6 +97,18 @@ type FloorRow struct {
 	RSSKB    int     `json:"rss_after_initialize_kb"`
 	AnonKB   int     `json:"anon_after_initialize_kb"`
 	Error    string  `json:"error,omitempty"`
+}
+
+// PhaseRow is where a process's time goes with one library (benchclient phases, medians
+// of the first row's number of runs, taken in turns): what pkcs11-tool -L asks of a
+// module, timed call by call, in a C process that loads nothing else.
+type PhaseRow struct {
+	Library string  `json:"library"`
+	LoadMS  float64 `json:"load_ms"`       // dlopen and C_GetFunctionList
+	InitMS  float64 `json:"initialize_ms"` // C_Initialize, the slot list, each token's info
+	FinalMS float64 `json:"finalize_ms"`   // C_Finalize
+	ExitMS  float64 `json:"exit_ms"`       // _exit to the parent's waitpid
+	Error   string  `json:"error,omitempty"`
 }
 
 // EventRow is the time from pulling the card to a blocked C_WaitForSlotEvent returning
@@ -256,6 +269,7 @@ func TestBench(t *testing.T) {
 		rss, anon := benchRSS(t, bc, m.path)
 		rep.Floor[i].RSSKB, rep.Floor[i].AnonKB = max(0, rss-base), max(0, anon-baseAnon)
 	}
+	rep.Phases = benchPhases(t, bc, append(slices.Clone(mods), floors...), rep.FirstRuns)
 
 	// Module overhead: our C_Sign (ECDSA P-256, 9E) against the same APDUs sent straight
 	// from a C process through libpcsclite over the same pcscd. The two alternate, 50 at a
@@ -356,6 +370,14 @@ func TestBench(t *testing.T) {
 			t.Errorf("floor: %+v", row)
 		}
 	}
+	if len(rep.Phases) != len(mods)+len(floors) {
+		t.Fatalf("phases: %+v", rep.Phases)
+	}
+	for _, row := range rep.Phases {
+		if (row.Library == "p11-card" || strings.HasPrefix(row.Library, "floor")) && (row.Error != "" || row.LoadMS <= 0 || row.InitMS <= 0 || row.ExitMS <= 0) {
+			t.Errorf("phases: %+v", row)
+		}
+	}
 	if rep.MemoryKB["p11-card"] <= 0 || rep.SignAPDUs == 0 || rep.TransmitNS <= 0 {
 		t.Errorf("memory %v, sign APDUs %d, transmit %d ns", rep.MemoryKB, rep.SignAPDUs, rep.TransmitNS)
 	}
@@ -424,6 +446,41 @@ func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []b
 			row.WallQ1MS, row.WallQ3MS = quantile(walls[j], 0.25), quantile(walls[j], 0.75)
 		}
 		rows = append(rows, cell...)
+	}
+	return rows
+}
+
+// benchPhases runs benchclient phases runs times per library, the libraries taking turns
+// as in benchRows, and gives the median of each phase.
+func benchPhases(t *testing.T, bc string, libs []benchModule, runs int) []PhaseRow {
+	t.Helper()
+	rows := make([]PhaseRow, len(libs))
+	times := make([][4][]float64, len(libs))
+	for j, m := range libs {
+		rows[j].Library = m.name
+	}
+	for i := 0; i < runs; i++ {
+		for k := range libs {
+			j := (i + k) % len(libs)
+			if rows[j].Error != "" {
+				continue
+			}
+			o, err := toolCmd(t, context.Background(), bc, "phases", libs[j].path).CombinedOutput()
+			var ns [4]float64
+			if _, serr := fmt.Sscanf(string(o), "phases %g %g %g %g", &ns[0], &ns[1], &ns[2], &ns[3]); err != nil || serr != nil {
+				rows[j].Error = firstLine(string(o), fmt.Errorf("%v %v", err, serr))
+				continue
+			}
+			for p := range ns {
+				times[j][p] = append(times[j][p], ns[p]/1e6)
+			}
+		}
+	}
+	for j := range rows {
+		if rows[j].Error == "" {
+			rows[j].LoadMS, rows[j].InitMS = median(times[j][0]), median(times[j][1])
+			rows[j].FinalMS, rows[j].ExitMS = median(times[j][2]), median(times[j][3])
+		}
 	}
 	return rows
 }
@@ -764,6 +821,15 @@ func (rep BenchReport) write(t *testing.T) {
 			fmt.Fprintf(&b, "%s %d (%d)", m, w[m][0], w[m][1])
 		}
 		b.WriteString(".\n")
+	}
+	fmt.Fprintf(&b, "\nWhere a process's time goes: a C process that loads nothing else (benchclient phases) forks a child that loads the library, asks what `pkcs11-tool -L` asks (C_Initialize, the slot list, each token's info), finalizes and exits; median ms of %d runs, the libraries taking turns. pkcs11-tool has libcrypto loaded before it loads a module, so ykcs11 and OpenSC load faster there than here; p11-card's share of the Go runtime is the Go floor's: its load (relocations, and the runtime's thread), the first call into Go (the runtime's start), and its exit (its threads):\n\n", rep.FirstRuns)
+	cols = mdHead(&b, 1, "library", "load", "initialize, list slots and tokens", "finalize", "exit", "sum")
+	for _, row := range rep.Phases {
+		if row.Error != "" {
+			mdFailed(&b, cols, row.Error, row.Library)
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", row.Library, row.LoadMS, row.InitMS, row.FinalMS, row.ExitMS, row.LoadMS+row.InitMS+row.FinalMS+row.ExitMS)
 	}
 	fmt.Fprint(&b, "\nCard pulled to event: a blocked C_WaitForSlotEvent returns, beside pcsc_scan watching the same removals (median ms; pcscd polls vpcd's readers, so it notices a removal 0–400 ms after it):\n\n")
 	cols = mdHead(&b, 1, "module", "C_WaitForSlotEvent", "pcsc_scan", "module after pcsc_scan")

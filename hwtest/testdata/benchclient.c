@@ -16,13 +16,21 @@
  *                                      the APDUs HEX... in one transaction, N times;
  *                                      prints "bare NS" per round: what the module's
  *                                      C_Sign is held against
+ *   benchclient phases MODULE          a child process loads MODULE, initializes it, lists
+ *                                      the slots and their tokens as pkcs11-tool -L does,
+ *                                      finalizes and exits; prints "phases LOAD INIT FINAL
+ *                                      EXIT" in ns: dlopen and C_GetFunctionList, C_Initialize
+ *                                      to the last C_GetTokenInfo, C_Finalize, and _exit to
+ *                                      the parent's waitpid
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 #include <winscard.h>
 #include "pkcs11.h"
 
@@ -182,6 +190,59 @@ static int bare(const char *reader, int runs, int napdus, char **hex) {
 	return 0;
 }
 
+/* The child of phases: what pkcs11-tool -L asks of a module, timed call by call. */
+static void phases_child(const char *path, int out) {
+	long long t[4];
+	t[0] = now();
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR) = h ? (CK_RV (*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(h, "C_GetFunctionList") : NULL;
+	CK_FUNCTION_LIST *f;
+	if (!gfl || gfl(&f) != CKR_OK) _exit(3);
+	t[1] = now();
+	CK_C_INITIALIZE_ARGS args = {0};
+	args.flags = CKF_OS_LOCKING_OK;
+	if (f->C_Initialize(&args) != CKR_OK) _exit(4);
+	CK_SLOT_ID slots[16];
+	CK_ULONG n = 16;
+	if (f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK) _exit(5);
+	n = 16;
+	if (f->C_GetSlotList(CK_FALSE, slots, &n) != CKR_OK) _exit(5);
+	for (CK_ULONG i = 0; i < n; i++) {
+		CK_SLOT_INFO si;
+		CK_TOKEN_INFO ti;
+		if (f->C_GetSlotInfo(slots[i], &si) == CKR_OK && (si.flags & CKF_TOKEN_PRESENT)) f->C_GetTokenInfo(slots[i], &ti);
+	}
+	t[2] = now();
+	f->C_Finalize(NULL);
+	t[3] = now();
+	if (write(out, t, sizeof t) != sizeof t) _exit(6);
+	_exit(0);
+}
+
+static int phases(const char *path) {
+	int p[2];
+	if (pipe(p) != 0) return 1;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0) return 1;
+	if (pid == 0) {
+		close(p[0]);
+		phases_child(path, p[1]);
+	}
+	close(p[1]);
+	long long t[4];
+	ssize_t got = read(p[0], t, sizeof t);
+	int st;
+	waitpid(pid, &st, 0);
+	long long end = now();
+	if (got != sizeof t || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "phases: the child failed (status 0x%x)\n", st);
+		return 1;
+	}
+	printf("phases %lld %lld %lld %lld\n", t[1] - t[0], t[2] - t[1], t[3] - t[2], end - t[3]);
+	return 0;
+}
+
 int main(int argc, char **argv) {
 	if (argc >= 2 && !strcmp(argv[1], "rss")) {
 		if (argc >= 3) {
@@ -193,11 +254,12 @@ int main(int argc, char **argv) {
 		return 0;
 	}
 	if (argc == 3 && !strcmp(argv[1], "wait")) return wait_events(load(argv[2]));
+	if (argc == 3 && !strcmp(argv[1], "phases")) return phases(argv[2]);
 	if (argc >= 5 && !strcmp(argv[1], "bare")) return bare(argv[2], atoi(argv[3]), argc - 4, argv + 4);
 	if (argc == 7 && !strcmp(argv[1], "pair"))
 		return pair(load(argv[2]), argv[3], (CK_BYTE)strtol(argv[4], NULL, 16), atoi(argv[5]), atoi(argv[6]) == 2 ? 2 : 1);
 	if (argc != 6 || strcmp(argv[1], "sign")) {
-		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N | wait MODULE | pair MODULE PIN ID N T | bare READER N HEX...\n");
+		fprintf(stderr, "usage: benchclient rss [MODULE] | sign MODULE PIN ID N | wait MODULE | pair MODULE PIN ID N T | bare READER N HEX... | phases MODULE\n");
 		return 2;
 	}
 	CK_FUNCTION_LIST *f = load(argv[2]);
