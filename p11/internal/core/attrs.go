@@ -128,19 +128,34 @@ func (a attrSet) matches(tmpl []Attr) bool {
 
 // Curve object identifiers (RFC 5480, RFC 5639, RFC 8410).
 var (
-	oidP256      = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
-	oidP384      = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
-	oidP521      = asn1.ObjectIdentifier{1, 3, 132, 0, 35}
-	oidBP256     = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 7}
-	oidBP384     = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 11}
-	oidBP512     = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 13}
-	oidEd25519   = asn1.ObjectIdentifier{1, 3, 101, 112}
-	oidX25519    = asn1.ObjectIdentifier{1, 3, 101, 110}
-	curveOIDs    = map[cards.KeyAlg]asn1.ObjectIdentifier{cards.AlgECP256: oidP256, cards.AlgECP384: oidP384, cards.AlgECP521: oidP521, cards.AlgBrainpoolP256: oidBP256, cards.AlgBrainpoolP384: oidBP384, cards.AlgBrainpoolP512: oidBP512, cards.AlgEd25519: oidEd25519, cards.AlgX25519: oidX25519}
-	curveByName  = map[string]cards.KeyAlg{"edwards25519": cards.AlgEd25519, "curve25519": cards.AlgX25519}
-	curveBits    = map[cards.KeyAlg]int{cards.AlgECP256: 256, cards.AlgECP384: 384, cards.AlgECP521: 521, cards.AlgBrainpoolP256: 256, cards.AlgBrainpoolP384: 384, cards.AlgBrainpoolP512: 512, cards.AlgEd25519: 255, cards.AlgX25519: 255}
-	curveEllipse = map[cards.KeyAlg]elliptic.Curve{cards.AlgECP256: elliptic.P256(), cards.AlgECP384: elliptic.P384(), cards.AlgECP521: elliptic.P521()}
+	oidP256     = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
+	oidP384     = asn1.ObjectIdentifier{1, 3, 132, 0, 34}
+	oidP521     = asn1.ObjectIdentifier{1, 3, 132, 0, 35}
+	oidBP256    = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 7}
+	oidBP384    = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 11}
+	oidBP512    = asn1.ObjectIdentifier{1, 3, 36, 3, 3, 2, 8, 1, 1, 13}
+	oidEd25519  = asn1.ObjectIdentifier{1, 3, 101, 112}
+	oidX25519   = asn1.ObjectIdentifier{1, 3, 101, 110}
+	curveOIDs   = map[cards.KeyAlg]asn1.ObjectIdentifier{cards.AlgECP256: oidP256, cards.AlgECP384: oidP384, cards.AlgECP521: oidP521, cards.AlgBrainpoolP256: oidBP256, cards.AlgBrainpoolP384: oidBP384, cards.AlgBrainpoolP512: oidBP512, cards.AlgEd25519: oidEd25519, cards.AlgX25519: oidX25519}
+	curveByName = map[string]cards.KeyAlg{"edwards25519": cards.AlgEd25519, "curve25519": cards.AlgX25519}
+	curveBits   = map[cards.KeyAlg]int{cards.AlgECP256: 256, cards.AlgECP384: 384, cards.AlgECP521: 521, cards.AlgBrainpoolP256: 256, cards.AlgBrainpoolP384: 384, cards.AlgBrainpoolP512: 512, cards.AlgEd25519: 255, cards.AlgX25519: 255}
 )
+
+// curveEllipse is the crypto/elliptic curve of a NIST curve. It is a function, not a
+// table made at init: the first elliptic.P256() computes the parameters of all four
+// NIST curves from their decimal strings, which a process that never parses an EC key
+// (pkcs11-tool -L) need not pay for.
+func curveEllipse(a cards.KeyAlg) (elliptic.Curve, bool) {
+	switch a {
+	case cards.AlgECP256:
+		return elliptic.P256(), true
+	case cards.AlgECP384:
+		return elliptic.P384(), true
+	case cards.AlgECP521:
+		return elliptic.P521(), true
+	}
+	return nil, false
+}
 
 // ecParams is CKA_EC_PARAMS: the DER curve OID.
 func ecParams(a cards.KeyAlg) []byte {

@@ -865,7 +865,7 @@ func publicFromAttrs(a attrSet) (crypto.PublicKey, cards.KeyAlg, error) {
 			}
 			return ed25519.PublicKey(pt), alg, nil
 		}
-		c, ok := curveEllipse[alg]
+		c, ok := curveEllipse(alg)
 		if !ok {
 			return nil, 0, errRV(CKR_CURVE_NOT_SUPPORTED, "curve")
 		}

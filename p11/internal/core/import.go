@@ -106,7 +106,7 @@ func privateFromAttrs(kt uint64, t map[uint64][]byte) (crypto.PrivateKey, cards.
 			return nil, cards.KeyGenSpec{}, err
 		}
 		alg, ok := algFromECParams(t[CKA_EC_PARAMS])
-		c, ok2 := curveEllipse[alg]
+		c, ok2 := curveEllipse(alg)
 		if !ok || !ok2 {
 			return nil, cards.KeyGenSpec{}, errRV(CKR_CURVE_NOT_SUPPORTED, "curve")
 		}
