@@ -32,7 +32,11 @@ type Journal struct {
 	mu   sync.Mutex
 	f    *os.File
 	seen uint64
+	// lazy, for a LazyJournal not yet looked at: the file to open at the first look.
+	lazy *lazyJournal
 }
+
+type lazyJournal struct{ dir, driver, id string }
 
 var (
 	journalMu    sync.Mutex
@@ -67,6 +71,35 @@ func OpenJournal(driver, id string) *Journal {
 	j := &Journal{f: f}
 	j.seen, _ = j.read()
 	return j
+}
+
+// LazyJournal is OpenJournal for a driver that holds nothing of the card's objects until
+// its first Changed or Note: the file is opened, and its count taken, at that first look,
+// which therefore reports no change. A process that never looks (pkcs11-tool -L lists
+// the slots and their tokens and no object) opens no file. A file that cannot be made
+// then turns the journal off, as OpenJournal's nil would have.
+func LazyJournal(driver, id string) *Journal {
+	dir := journalDir()
+	if id == "" || dir == "off" {
+		return nil
+	}
+	return &Journal{lazy: &lazyJournal{dir: dir, driver: driver, id: id}}
+}
+
+// ready opens a lazy journal's file at the first look (j.mu held); false: the journal is
+// off.
+func (j *Journal) ready() bool {
+	if l := j.lazy; l != nil {
+		j.lazy = nil
+		f, err := journalFile(l.dir, l.driver, l.id)
+		if err != nil {
+			trace.Printf("cards", "journal off: %v", err)
+			return false
+		}
+		j.f = f
+		j.seen, _ = j.read()
+	}
+	return j.f != nil
 }
 
 // journalFile opens a card's journal file, once per process.
@@ -135,6 +168,9 @@ func (j *Journal) Changed() bool {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if !j.ready() {
+		return false
+	}
 	n, err := j.read()
 	if err != nil || n == j.seen {
 		return false
@@ -152,6 +188,9 @@ func (j *Journal) Note() (otherFirst bool) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if !j.ready() {
+		return false
+	}
 	if err := syscall.Flock(int(j.f.Fd()), syscall.LOCK_EX); err != nil {
 		return false
 	}

@@ -96,3 +96,58 @@ func TestJournalOff(t *testing.T) {
 		t.Errorf("journal file: %v", err)
 	}
 }
+
+// A lazy journal opens nothing before its first look, which takes the count then: a
+// change noted before it is not reported (the driver held nothing of the card yet), a
+// change after it is, once.
+func TestLazyJournal(t *testing.T) {
+	dir := tempJournals(t)
+	l := LazyJournal("piv", "123")
+	if l == nil {
+		t.Fatal("journal off")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the journal directory is there before the first look: %v", err)
+	}
+	w := OpenJournal("piv", "123")
+	if w == nil {
+		t.Fatal("journal off")
+	}
+	w.Note()
+	if l.Changed() {
+		t.Error("the first look reports a change made before it")
+	}
+	w.Note()
+	if !l.Changed() || l.Changed() {
+		t.Error("a change after the first look must be reported once")
+	}
+	// A first look that is a write: no change of another reported, and the others see it.
+	if LazyJournal("piv", "123").Note() {
+		t.Error("a first write reports another's change")
+	}
+	if !w.Changed() {
+		t.Error("the lazy journal's write is not seen")
+	}
+
+	if LazyJournal("piv", "") != nil {
+		t.Error("a card without identity gets a journal")
+	}
+	t.Setenv("P11CARD_JOURNAL_DIR", "off")
+	journalDir = defaultJournalDir
+	if LazyJournal("piv", "1") != nil {
+		t.Error("P11CARD_JOURNAL_DIR=off")
+	}
+	// A directory others may write to turns it off at the first look, making nothing.
+	dir = tempJournals(t)
+	if err := os.Mkdir(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o777)
+	open := LazyJournal("piv", "1")
+	if open.Note() || open.Changed() || open.Note() {
+		t.Error("a journal in a directory open to all")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "piv-1")); !os.IsNotExist(err) {
+		t.Errorf("a file made in a directory open to all: %v", err)
+	}
+}

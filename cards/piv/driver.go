@@ -60,7 +60,9 @@ func (Driver) Open(ctx context.Context, c cards.Conn, atr []byte) (cards.Token, 
 	if st, err := t.readPINStatus(ctx, cards.RoleUser, refPIN); err == nil {
 		t.opened = &openedPIN{st: st, at: time.Now()}
 	}
-	t.journal = cards.OpenJournal("piv", t.info.Serial)
+	// The token holds none of the card's objects until its first operation, whose begin
+	// looks at the journal first: the journal's file can wait for that look.
+	t.journal = cards.LazyJournal("piv", t.info.Serial)
 	return t, nil
 }
 
