@@ -394,9 +394,9 @@ func TestBench(t *testing.T) {
 }
 
 // benchRows runs each operation runs times per module against the card whose commands
-// log records. The modules take turns, run by run, each run starting with the next
-// module: a slow spell of the machine, or the page cache one process leaves warm for the
-// next, then weighs on every module alike instead of on whichever ran at that moment.
+// log records. The modules take turns (benchSchedule): a slow spell of the machine then
+// weighs on every module alike instead of on whichever ran at that moment, and so does
+// what a process leaves the next (a reset card, pcscd still busy, the page cache warm).
 func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []benchModule, runs int) []BenchRow {
 	t.Helper()
 	var rows []BenchRow
@@ -407,36 +407,34 @@ func benchRows(t *testing.T, r *rig.Rig, log *vcard.Log, ops []benchOp, mods []b
 		for j, m := range mods {
 			cell[j] = BenchRow{Op: op.name, Module: m.name}
 		}
-		for i := 0; i < runs; i++ {
-			for k := range mods {
-				j := (i + k) % len(mods)
-				m, row := mods[j], &cell[j]
-				if row.Error != "" {
-					continue
-				}
-				n0, c0 := log.Count(), r.ClientCalls()
-				logAt := fileSize(r.LogPath())
-				start := time.Now()
-				cmd := append(append([]string{"pkcs11-tool", "--module", m.path}, op.pre[m.name]...), op.args...)
-				if a, ok := op.instead[m.name]; ok {
-					cmd = append([]string{"pkcs11-tool", "--module", m.path}, a...)
-				}
-				if op.cmd != nil {
-					cmd = op.cmd(m)
-				}
-				o, err := runToolErr(t, cmd[0], cmd[1:]...)
-				walls[j] = append(walls[j], float64(time.Since(start).Microseconds())/1000)
-				if err != nil {
-					row.Error = firstLine(o, err)
-				}
-				if i == 0 && op.cmd == nil {
-					row.Objects = listedObjects(o)
-				}
-				apdus[j] += log.Count() - n0
-				calls[j] += r.ClientCalls() - c0
-				if i == 0 && m.name == "p11-card" {
-					t.Logf("p11-card %s: PC/SC calls %v", op.name, pcscdCalls(r.LogPath(), logAt))
-				}
+		for _, j := range benchSchedule(len(mods), runs) {
+			m, row := mods[j], &cell[j]
+			if row.Error != "" {
+				continue
+			}
+			first := len(walls[j]) == 0
+			n0, c0 := log.Count(), r.ClientCalls()
+			logAt := fileSize(r.LogPath())
+			start := time.Now()
+			cmd := append(append([]string{"pkcs11-tool", "--module", m.path}, op.pre[m.name]...), op.args...)
+			if a, ok := op.instead[m.name]; ok {
+				cmd = append([]string{"pkcs11-tool", "--module", m.path}, a...)
+			}
+			if op.cmd != nil {
+				cmd = op.cmd(m)
+			}
+			o, err := runToolErr(t, cmd[0], cmd[1:]...)
+			walls[j] = append(walls[j], float64(time.Since(start).Microseconds())/1000)
+			if err != nil {
+				row.Error = firstLine(o, err)
+			}
+			if first && op.cmd == nil {
+				row.Objects = listedObjects(o)
+			}
+			apdus[j] += log.Count() - n0
+			calls[j] += r.ClientCalls() - c0
+			if first && m.name == "p11-card" {
+				t.Logf("p11-card %s: PC/SC calls %v", op.name, pcscdCalls(r.LogPath(), logAt))
 			}
 		}
 		for j := range mods {
@@ -459,21 +457,18 @@ func benchPhases(t *testing.T, bc string, libs []benchModule, runs int) []PhaseR
 	for j, m := range libs {
 		rows[j].Library = m.name
 	}
-	for i := 0; i < runs; i++ {
-		for k := range libs {
-			j := (i + k) % len(libs)
-			if rows[j].Error != "" {
-				continue
-			}
-			o, err := toolCmd(t, context.Background(), bc, "phases", libs[j].path).CombinedOutput()
-			var ns [4]float64
-			if _, serr := fmt.Sscanf(string(o), "phases %g %g %g %g", &ns[0], &ns[1], &ns[2], &ns[3]); err != nil || serr != nil {
-				rows[j].Error = firstLine(string(o), fmt.Errorf("%v %v", err, serr))
-				continue
-			}
-			for p := range ns {
-				times[j][p] = append(times[j][p], ns[p]/1e6)
-			}
+	for _, j := range benchSchedule(len(libs), runs) {
+		if rows[j].Error != "" {
+			continue
+		}
+		o, err := toolCmd(t, context.Background(), bc, "phases", libs[j].path).CombinedOutput()
+		var ns [4]float64
+		if _, serr := fmt.Sscanf(string(o), "phases %g %g %g %g", &ns[0], &ns[1], &ns[2], &ns[3]); err != nil || serr != nil {
+			rows[j].Error = firstLine(string(o), fmt.Errorf("%v %v", err, serr))
+			continue
+		}
+		for p := range ns {
+			times[j][p] = append(times[j][p], ns[p]/1e6)
 		}
 	}
 	for j := range rows {
@@ -483,6 +478,49 @@ func benchPhases(t *testing.T, bc string, libs []benchModule, runs int) []PhaseR
 		}
 	}
 	return rows
+}
+
+// benchSchedule is the order in which n modules take their runs turns each: each module
+// comes right after each other one equally often. A process leaves the next one a
+// different card and pcscd (ykcs11's pkcs11-tool -L takes about 0.6 ms longer right
+// after OpenSC's than after another module's), and in a fixed rotation each module always
+// followed the same other one. The schedule repeats a walk through every ordered pair of
+// modules (an Eulerian circuit of the complete directed graph: n-1 turns of each module,
+// its end leading back to its start), cut where every module has had its runs.
+func benchSchedule(n, runs int) []int {
+	circuit := []int{0}
+	if n > 1 {
+		// Hierholzer's algorithm; next[v] is the offset of v's next unused edge, v → v+next[v].
+		next := make([]int, n)
+		for v := range next {
+			next[v] = 1
+		}
+		stack, walk := []int{0}, []int{}
+		for len(stack) > 0 {
+			v := stack[len(stack)-1]
+			if next[v] < n {
+				stack = append(stack, (v+next[v])%n)
+				next[v]++
+				continue
+			}
+			walk = append(walk, v)
+			stack = stack[:len(stack)-1]
+		}
+		slices.Reverse(walk)
+		circuit = walk[:len(walk)-1] // the walk ends where it began
+	}
+	var order []int
+	done := make([]int, n)
+	for left := n * runs; left > 0; {
+		for _, j := range circuit {
+			if done[j] < runs {
+				order = append(order, j)
+				done[j]++
+				left--
+			}
+		}
+	}
+	return order
 }
 
 // watcher is a program that reports card events on its standard output: ready accepts
@@ -747,7 +785,7 @@ func firstLine(out string, err error) string {
 func (rep BenchReport) write(t *testing.T) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs (the first row and the floor: %d), the modules taking turns run by run, beside the middle half of the runs (first to third quartile). Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs, rep.FirstRuns)
+	fmt.Fprintf(&b, "# p11-card benchmark\n\nVirtual YubiKey 5.7 PIV card through one pcscd (rows named \"OpenPGP: …\": a virtual YubiKey OpenPGP 3.4 card in its place, for p11-card and OpenSC; ykcs11 is PIV only); each cell is one process (pkcs11-tool, or the client named); wall time is the median of %d runs (the first row and the floor: %d), the modules taking turns in an order where each comes right after each other one equally often (a process leaves the next a different card and pcscd), beside the middle half of the runs (first to third quartile). Ratios are p11-card / other (below 1: p11-card does less). Objects are what the listings showed: a module that reads less of the card may show less of it.\n\n", rep.Runs, rep.FirstRuns)
 	cols := mdHead(&b, 2, "operation", "module", "objects", "APDUs", "PC/SC calls", "wall ms", "middle half", "APDU ratio", "PC/SC ratio", "time ratio")
 	ours := map[string]BenchRow{}
 	for _, row := range rep.Rows {
@@ -822,7 +860,7 @@ func (rep BenchReport) write(t *testing.T) {
 		}
 		b.WriteString(".\n")
 	}
-	fmt.Fprintf(&b, "\nWhere a process's time goes: a C process that loads nothing else (benchclient phases) forks a child that loads the library, asks what `pkcs11-tool -L` asks (C_Initialize, the slot list, each token's info), finalizes and exits; median ms of %d runs, the libraries taking turns. pkcs11-tool has libcrypto loaded before it loads a module, so ykcs11 and OpenSC load faster there than here; p11-card's share of the Go runtime is the Go floor's: its load (relocations, and the runtime's thread), the first call into Go (the runtime's start), and its exit (its threads):\n\n", rep.FirstRuns)
+	fmt.Fprintf(&b, "\nWhere a process's time goes: a C process that loads nothing else (benchclient phases) forks a child that loads the library, asks what `pkcs11-tool -L` asks (C_Initialize, the slot list, each token's info), finalizes and exits; median ms of %d runs, the libraries taking turns as above. pkcs11-tool has libcrypto loaded before it loads a module, so ykcs11 and OpenSC load faster there than here; p11-card's share of the Go runtime is the Go floor's: its load (relocations, and the runtime's thread), the first call into Go (the runtime's start), and its exit (its threads):\n\n", rep.FirstRuns)
 	cols = mdHead(&b, 1, "library", "load", "initialize, list slots and tokens", "finalize", "exit", "sum")
 	for _, row := range rep.Phases {
 		if row.Error != "" {
@@ -1023,5 +1061,44 @@ func TestMarkdownTable(t *testing.T) {
 	want := "| module | ms | ratio |\n| --- | ---: | ---: |\n| ykcs11 | failed: exit 1 / no slot |  |\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// The schedule gives every module its runs, never one module twice in a row, and, when
+// the runs fill whole circuits, each module right after each other one equally often.
+func TestBenchSchedule(t *testing.T) {
+	for n := 1; n <= 6; n++ {
+		for _, runs := range []int{1, 4, 11, 55, 60} {
+			order := benchSchedule(n, runs)
+			count := make([]int, n)
+			pairs := map[[2]int]int{}
+			for i, j := range order {
+				count[j]++
+				if i > 0 {
+					if order[i-1] == j && n > 1 {
+						t.Errorf("n %d runs %d: module %d twice in a row at %d", n, runs, j, i)
+					}
+					pairs[[2]int{order[i-1], j}]++
+				}
+			}
+			for j, c := range count {
+				if c != runs {
+					t.Errorf("n %d runs %d: module %d has %d runs", n, runs, j, c)
+				}
+			}
+			if n < 2 || runs%(n-1) != 0 {
+				continue
+			}
+			// Whole circuits: every ordered pair the same number of times, counting the
+			// schedule's end leading back to its start.
+			pairs[[2]int{order[len(order)-1], order[0]}]++
+			for a := 0; a < n; a++ {
+				for b := 0; b < n; b++ {
+					if a != b && pairs[[2]int{a, b}] != runs/(n-1) {
+						t.Errorf("n %d runs %d: %d→%d %d times, want %d", n, runs, a, b, pairs[[2]int{a, b}], runs/(n-1))
+					}
+				}
+			}
+		}
 	}
 }
