@@ -482,9 +482,10 @@ func benchPhases(t *testing.T, bc string, libs []benchModule, runs int) []PhaseR
 
 // benchSchedule is the order in which n modules take their runs turns each: each module
 // comes right after each other one equally often. A process leaves the next one a
-// different card and pcscd (ykcs11's pkcs11-tool -L takes about 0.6 ms longer right
-// after OpenSC's than after another module's), and in a fixed rotation each module always
-// followed the same other one. The schedule repeats a walk through every ordered pair of
+// different card and pcscd (pkcs11-tool -L takes 0.3–0.8 ms longer right after OpenSC's
+// than after another module's, with ours and with ykcs11), and in a fixed rotation each
+// module always followed the same other one: ykcs11 came after OpenSC, ours after the Go
+// floor. The schedule repeats a walk through every ordered pair of
 // modules (an Eulerian circuit of the complete directed graph: n-1 turns of each module,
 // its end leading back to its start), cut where every module has had its runs.
 func benchSchedule(n, runs int) []int {
