@@ -34,16 +34,27 @@
 #include <winscard.h>
 #include "pkcs11.h"
 
-static CK_FUNCTION_LIST *load(const char *path) {
+/* The module's function list; exits on failure. */
+static CK_FUNCTION_LIST *open_module(const char *path) {
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) { fprintf(stderr, "dlopen: %s\n", dlerror()); exit(2); }
 	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR) = (CK_RV (*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(h, "C_GetFunctionList");
 	CK_FUNCTION_LIST *f;
 	if (!gfl || gfl(&f) != CKR_OK) { fprintf(stderr, "C_GetFunctionList\n"); exit(2); }
+	return f;
+}
+
+/* C_Initialize with CKF_OS_LOCKING_OK, as NSS and p11-kit call it; exits on failure. */
+static void initialize(CK_FUNCTION_LIST *f) {
 	CK_C_INITIALIZE_ARGS args = {0};
 	args.flags = CKF_OS_LOCKING_OK;
 	CK_RV rv = f->C_Initialize(&args);
 	if (rv != CKR_OK) { fprintf(stderr, "C_Initialize: 0x%lx\n", rv); exit(2); }
+}
+
+static CK_FUNCTION_LIST *load(const char *path) {
+	CK_FUNCTION_LIST *f = open_module(path);
+	initialize(f);
 	return f;
 }
 
@@ -194,14 +205,9 @@ static int bare(const char *reader, int runs, int napdus, char **hex) {
 static void phases_child(const char *path, int out) {
 	long long t[4];
 	t[0] = now();
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	CK_RV (*gfl)(CK_FUNCTION_LIST_PTR_PTR) = h ? (CK_RV (*)(CK_FUNCTION_LIST_PTR_PTR))dlsym(h, "C_GetFunctionList") : NULL;
-	CK_FUNCTION_LIST *f;
-	if (!gfl || gfl(&f) != CKR_OK) _exit(3);
+	CK_FUNCTION_LIST *f = open_module(path);
 	t[1] = now();
-	CK_C_INITIALIZE_ARGS args = {0};
-	args.flags = CKF_OS_LOCKING_OK;
-	if (f->C_Initialize(&args) != CKR_OK) _exit(4);
+	initialize(f);
 	CK_SLOT_ID slots[16];
 	CK_ULONG n = 16;
 	if (f->C_GetSlotList(CK_FALSE, NULL, &n) != CKR_OK) _exit(5);
