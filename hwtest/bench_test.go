@@ -212,9 +212,9 @@ func TestBench(t *testing.T) {
 	)
 
 	// The first row takes its turns with the floor libraries, which go to their own table.
-	// Its processes take a few milliseconds and the modules come closest there (ours
-	// against ykcs11 within a tenth), so it runs firstRunsFactor times as often: its
-	// median moves less from one bench to the next.
+	// Its processes take a few milliseconds, where the machine's noise weighs most and
+	// ours and ykcs11 come closest, so it runs firstRunsFactor times as often: its median
+	// moves less from one bench to the next.
 	rep := BenchReport{Runs: runs, FirstRuns: runs * firstRunsFactor, MemoryKB: map[string]int{}, AnonKB: map[string]int{}}
 	floors := floorModules(t)
 	for _, row := range benchRows(t, r, log, ops[:1], append(slices.Clone(mods), floors...), rep.FirstRuns) {

@@ -38,8 +38,9 @@
 // pcsc/early.c): 0.2 to 0.5 ms less for a short-lived process on our test machines.
 // The first call into Go from the process's main thread has the runtime ask for that
 // thread's stack, which glibc finds by reading /proc/self/maps; stackbound.c answers in
-// its place for the main thread (the link wraps pthread_getattr_np): 0.2 to 0.3 ms less for
-// pkcs11-tool, more in a process with more mappings.
+// its place for the main thread (the link wraps pthread_getattr_np): glibc's answer takes
+// 0.16 to 0.22 ms in pkcs11-tool (timed around the call), more in a process with more
+// mappings.
 //
 // Limits, by design:
 //   - The library cannot be unloaded (the Go runtime cannot stop).
